@@ -1,0 +1,64 @@
+"""The forward-operator interface every task uses.
+
+Operators are deepinv ``Physics`` objects, so deepinv's proximal operators,
+denoisers and algorithms accept them unchanged. They act on batched tensors
+``(B, *in_shape) -> (B, *out_shape)``. Measurement noise is *not* part of the
+operator: the task adds it once, with its own seed, so ``A`` stays deterministic.
+"""
+from __future__ import annotations
+
+import deepinv as dinv
+import torch
+
+
+class NonlinearOperator(dinv.physics.Physics):
+    """y = A(x) with A differentiable but not linear (no adjoint assumed)."""
+
+    linear = False
+
+    def __init__(self, in_shape, out_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(out_shape)
+
+    def A(self, x: torch.Tensor, **kwargs) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError(f"{type(self).__name__} must implement A(x)")
+
+
+class LinearOperator(dinv.physics.LinearPhysics):
+    """y = A x with an exact adjoint ``A_adjoint``; subclasses implement both."""
+
+    linear = True
+
+    def __init__(self, in_shape, out_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(out_shape)
+
+    def norm(self, n_iter: int = 100, tol: float = 1e-5) -> float:
+        """Spectral norm ‖A‖₂ by power iteration on AᵀA (deepinv's ``compute_norm``)."""
+        return spectral_norm(self, n_iter=n_iter, tol=tol)
+
+
+def spectral_norm(op: LinearOperator, n_iter: int = 100, tol: float = 1e-5) -> float:
+    """‖A‖₂ of a linear operator, by power iteration (deterministic start)."""
+    dtype = torch.float32
+    device = next((b.device for b in op.buffers()), torch.device("cpu"))
+    x0 = torch.zeros((1, *op.in_shape), dtype=dtype, device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        value = op.compute_norm(x0, max_iter=n_iter, tol=tol, verbose=False, squared=False)
+    return float(value)
+
+
+class Identity(LinearOperator):
+    """A = I (Gaussian denoising: y = x + η)."""
+
+    def __init__(self, shape):
+        super().__init__(in_shape=shape, out_shape=shape)
+
+    def A(self, x, **kwargs):
+        return x
+
+    def A_adjoint(self, y, **kwargs):
+        return y

@@ -1,0 +1,1 @@
+"""Image and data sources: where ground truths and raw measurements come from."""

@@ -1,0 +1,1 @@
+"""One module per task family; each registers its datasets on import."""

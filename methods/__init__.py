@@ -1,0 +1,1 @@
+"""Networks, the DIP base module, shared callbacks, and one file per method."""

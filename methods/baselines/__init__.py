@@ -1,0 +1,1 @@
+"""Classical reconstructions stored as runs so tables have a reference."""
