@@ -59,7 +59,9 @@ class Task:
     maps that space to the displayed/scored image (identity, or the magnitude).
     ``degraded`` is the classical image shown next to the results (the noisy image,
     the masked image, FBP, zero-filled). ``provenance`` says what is real and what is
-    simulated; it is printed in every table and figure.
+    simulated; it is printed in every table and figure. ``x_range`` is "unit" when
+    x lies in [0, 1] (networks end in a sigmoid) or "signed" (no output activation,
+    e.g. complex MR images as real/imaginary channels).
     """
 
     name: str
@@ -70,6 +72,7 @@ class Task:
     metric: ImageMetric
     provenance: str
     to_image: Callable[[torch.Tensor], torch.Tensor] = _identity
+    x_range: str = "unit"
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
