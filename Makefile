@@ -1,0 +1,49 @@
+# dipbench — `make benchmark` and `make test` set everything up on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+SUITE  ?= default
+RESULTS ?= results
+REPORTS ?= reports/out
+# torch first (pinned, from local disk where it lies there), then the project, so pip
+# never resolves torch on its own; the same pins install a CUDA build on GPU machines.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup benchmark report test system-deps data-cbsd68 clean-results
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH_PINS)
+	$(PIP) install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed system-deps
+
+# BART (coil sensitivities for the MRI task) is a system package: installed with apt
+# where apt is available and we are root; otherwise see README ("BART").
+system-deps:
+	@if command -v bart >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q bart >/dev/null || echo "warning: apt-get install bart failed; MRI tests that need BART will skip"; \
+	else echo "note: BART not found and cannot install it here (see README, BART); MRI tasks fall back or skip"; fi
+
+benchmark: setup
+	$(PY) -m benchmark run $(SUITE) --results $(RESULTS)
+	$(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS)
+
+report: $(VENV)/.installed
+	$(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS)
+
+test: setup
+	$(PY) -m pytest -q
+
+# CBSD68 for users (public repository of the dataset's PNGs).
+data-cbsd68:
+	@test -d data/cbsd68 && echo "data/cbsd68 already exists" || ( \
+	  git clone --depth 1 https://github.com/clausmichele/CBSD68-dataset.git .cache/CBSD68-dataset && \
+	  mkdir -p data && cp -r .cache/CBSD68-dataset/CBSD68/original_png data/cbsd68 && echo "CBSD68 → data/cbsd68" )
+
+clean-results:
+	rm -rf $(RESULTS) $(REPORTS)

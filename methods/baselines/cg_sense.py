@@ -1,0 +1,26 @@
+"""CG-SENSE (Pruessmann et al. 2001): conjugate gradients on the normal equations
+(AᴴA + λI) x = Aᴴy of the multi-coil model y = M F S x; the classical reference of the
+MRI task (Survey A Fig 5 row 1 compares DIP methods against such baselines)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from datamodules.operators.mri import MultiCoilMRI, sense_least_squares
+from methods.baselines.base import Baseline
+from methods.registry import register_method
+
+
+@dataclass
+class CGSenseConfig:
+    iterations: int = 10  # CG steps from x = 0; few steps regularise by early stopping
+    tikhonov: float = 0.0  # λ of the ℓ2 penalty λ‖x‖²
+
+
+@register_method("cg_sense", CGSenseConfig, "CG-SENSE: CG on (AᴴA + λI)x = Aᴴy (multi-coil MRI)", "Pruessmann et al. 2001")
+class CGSense(Baseline):
+    def reconstruct(self):
+        physics = self.task.physics
+        if not isinstance(physics, MultiCoilMRI):
+            raise TypeError(f"cg_sense needs a multi-coil MRI task; {self.task.name!r} has {type(physics).__name__}")
+        self.info = {"cg_iterations": self.cfg.iterations, "tikhonov": self.cfg.tikhonov}
+        return sense_least_squares(physics, self.task.y, self.cfg.iterations, self.cfg.tikhonov)

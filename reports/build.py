@@ -1,0 +1,41 @@
+"""Render every suite's report from the run store (``python -m benchmark report``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from reports.collect import add_labels, load_runs
+from reports.figures import psnr_curves, reconstruction_panel
+from reports.tables import per_run_table, summary_table
+
+
+def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> list[Path]:
+    runs = load_runs(results)
+    if runs.empty:
+        raise SystemExit(f"no stored runs under {results}/ — run `make benchmark` (or `python -m benchmark run default`) first")
+    written = []
+    for suite, suite_runs in runs.groupby("suite"):
+        if suites and suite not in suites:
+            continue
+        suite_runs = add_labels(suite_runs)
+        folder = out / suite
+        folder.mkdir(parents=True, exist_ok=True)
+        provenance = "; ".join(sorted(suite_runs["provenance"].dropna().unique()))
+        metric = "; ".join(sorted(suite_runs["metric"].dropna().unique()))
+        table = summary_table(suite_runs)
+        failed = suite_runs[suite_runs["status"] != "finished"]
+        md = [f"# Suite `{suite}`", "", f"Data: {provenance}.", "", f"Metric: {metric}.", "",
+              "PSNR in dB, mean ± std over images and seeds; iterations are medians. "
+              "Peak = oracle best iterate; ES = running-variance early stopping (Survey B Alg. 2); "
+              "final = last iterate.", "", table.to_markdown(index=False), "", "## Per run", "",
+              per_run_table(suite_runs).to_markdown(index=False)]
+        if len(failed):
+            md += ["", f"## Failed runs ({len(failed)})", "", failed[["run_id", "error"]].to_markdown(index=False)]
+        (folder / "table.md").write_text("\n".join(md) + "\n")
+        (folder / "table.tex").write_text(table.to_latex(index=False, escape=True, caption=f"Suite {suite}: {provenance}."))
+        written += [folder / "table.md", folder / "table.tex"]
+        title = f"{suite}: {provenance}"
+        for fig in (psnr_curves(suite_runs, title, folder / "psnr_vs_iteration.png"),
+                    reconstruction_panel(suite_runs, title, folder / "reconstructions.png")):
+            if fig:
+                written.append(fig)
+    return written

@@ -1,0 +1,61 @@
+"""Read stored runs into tables (the run store is the only input of reports)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.store import RunStore
+
+AGGREGATED = {"dataset.image", "run.seed"}  # averaged over in summary tables
+
+
+def _flatten(prefix: str, d: dict, out: dict) -> None:
+    for key, value in d.items():
+        if isinstance(value, dict):
+            _flatten(f"{prefix}{key}.", value, out)
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+
+
+def load_runs(results: Path, suite: str | None = None) -> pd.DataFrame:
+    """One row per stored run: suite, run_id, flattened config (``method.lr`` …) and metrics."""
+    rows = []
+    for run_dir in RunStore(results).runs(suite):
+        config = json.loads((run_dir / "config.json").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        row = {"suite": config["suite"], "run_id": config["run_id"], "path": str(run_dir)}
+        for section in ("method", "dataset", "run"):
+            _flatten(f"{section}.", config[section], row)
+        row.update({k: v for k, v in metrics.items() if k != "traceback"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def varying_keys(runs: pd.DataFrame, prefix: str) -> list[str]:
+    """Config keys under ``prefix`` that take more than one value among DIP runs."""
+    dip = runs[runs["kind"] == "dip"] if "kind" in runs else runs
+    keys = [c for c in runs.columns if c.startswith(prefix) and c not in AGGREGATED and not c.endswith(".name")]
+    return [k for k in keys if dip[k].astype(str).nunique() > 1]
+
+
+def add_labels(runs: pd.DataFrame) -> pd.DataFrame:
+    """``method_label`` (method + the method settings that vary) and ``setting`` (the
+    dataset settings that vary, images and seeds excluded)."""
+    runs = runs.copy()
+    mkeys, dkeys = varying_keys(runs, "method."), varying_keys(runs, "dataset.")
+
+    def method_label(r):
+        parts = [f"{k.removeprefix('method.')}={r[k]}" for k in mkeys if r["kind"] == "dip"]
+        return r["method.name"] + (f" ({', '.join(parts)})" if parts else "")
+
+    runs["method_label"] = runs.apply(method_label, axis=1)
+    runs["setting"] = runs.apply(
+        lambda r: ", ".join([r["dataset.name"]] + [f"{k.removeprefix('dataset.')}={r[k]}" for k in dkeys]), axis=1)
+    return runs
+
+
+def load_trace(run_path: str) -> pd.DataFrame:
+    path = Path(run_path) / "trace.parquet"
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()

@@ -1,0 +1,60 @@
+"""Comparison tables in Survey B Table 2's layout: peak PSNR and its iteration,
+early-stopped PSNR and its iteration, final PSNR (mean ± std over images and seeds)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = {
+    "peak_psnr": "Peak PSNR",
+    "peak_step": "Peak iter",
+    "es_psnr": "ES PSNR",
+    "es_step": "ES iter",
+    "final_psnr": "Final PSNR",
+    "final_ssim": "Final SSIM",
+}
+
+
+def _mean_std(values: pd.Series, digits: int = 2) -> str:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return "–"
+    if len(v) == 1 or np.isclose(v.std(), 0):
+        return f"{v.mean():.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
+
+
+def _median_int(values: pd.Series) -> str:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return "–" if v.empty else f"{int(round(v.median()))}"
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, method): PSNRs as mean ± std, iterations as medians."""
+    done = runs[runs["status"] == "finished"]
+    rows = []
+    for (setting, label), group in done.groupby(["setting", "method_label"], sort=False):
+        row = {"Setting": setting, "Method": label}
+        for key, title in COLUMNS.items():
+            if key not in group:
+                continue
+            row[title] = _median_int(group[key]) if key.endswith("_step") else _mean_std(group[key], 3 if "ssim" in key else 2)
+        row["Runs"] = len(group)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_run_table(runs: pd.DataFrame) -> pd.DataFrame:
+    cols = ["setting", "method_label", "dataset.image", "run.seed", "peak_psnr", "peak_step", "es_psnr", "es_step",
+            "final_psnr", "degraded_psnr", "wall_time_s", "status"]
+    present = [c for c in cols if c in runs]
+    return runs[present].sort_values(present[:4]).round(2)
+
+
+def paper_comparison(summary_runs: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Ours (mean over runs) next to the paper's numbers for the methods both have."""
+    ours = summary_runs[summary_runs["status"] == "finished"].groupby("method.name")[["peak_psnr", "es_psnr", "final_psnr"]].mean()
+    merged = paper.set_index("method").join(ours, rsuffix="_ours", how="inner")
+    for key in ("peak_psnr", "es_psnr", "final_psnr"):
+        merged[f"{key}_diff"] = merged[f"{key}_ours"] - merged[key]
+    return merged.reset_index().round(2)

@@ -1,0 +1,99 @@
+"""End-to-end: tiny suites through the orchestrator, the store and the report."""
+import json
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.config import resolve
+from benchmark.runner import execute
+from benchmark.store import RunStore
+from datamodules.sources.paths import MissingDataError
+
+TINY = {
+    "method": {"name": "vanilla_dip", "lr": 0.01,
+               "net": {"scales": 3, "channels": 16, "skip_channels": [0, 4, 4]}},
+    "dataset": {"name": "denoising", "image": "coffee", "crop": 32, "sigma": 50},
+    "run": {"max_steps": 150, "trace_every": 5, "es_window": 10, "es_patience": 50},
+}
+
+
+def tiny(**run):
+    return resolve({**TINY, "run": {**TINY["run"], **run}})
+
+
+def test_tiny_run_loss_decreases_and_peak_beats_the_noisy_input(tmp_path):
+    metrics = execute(tiny(), "t", RunStore(tmp_path))
+    assert metrics["status"] == "finished", metrics.get("traceback")
+    trace = pd.read_parquet(next(tmp_path.glob("t/*/trace.parquet")))
+    assert trace["loss"].iloc[-5:].mean() < 0.5 * trace["loss"].iloc[:3].mean()
+    assert metrics["peak_psnr"] > metrics["degraded_psnr"] + 3
+    assert 1 <= metrics["peak_step"] <= 150 and metrics["final_step"] == 150
+    assert {"step", "loss", "psnr", "ssim", "psnr_ema", "variance"} <= set(trace.columns)
+    run_dir = next(tmp_path.glob("t/*"))
+    assert {"config.json", "metrics.json", "trace.parquet", "images.npz", "gt.png", "peak.png"} <= {p.name for p in run_dir.iterdir()}
+
+
+def test_same_config_gives_a_bitwise_identical_trace(tmp_path):
+    for name in ("a", "b"):
+        execute(tiny(max_steps=40), name, RunStore(tmp_path))
+    a, b = (pd.read_parquet(next(tmp_path.glob(f"{n}/*/trace.parquet"))) for n in ("a", "b"))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    other = tiny(max_steps=40, seed=1)
+    execute(other, "c", RunStore(tmp_path))
+    c = pd.read_parquet(next(tmp_path.glob("c/*/trace.parquet")))
+    assert not a["loss"].equals(c["loss"])  # the seed matters
+
+
+def _suite_file(tmp_path, max_steps=20):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "name: tiny\nmethods: [vanilla_dip, degraded]\ndatasets: [denoising]\nseeds: [0]\n"
+        f"set:\n  dataset.crop: 24\n  method.net: {{scales: 2, channels: 8, skip_channels: [0, 4]}}\n"
+        f"  run.max_steps: {max_steps}\n  run.es_window: 5\n"
+        "grid:\n  dataset.image: [coffee, astronaut]\n")
+    return path
+
+
+def test_rerun_skips_finished_runs_and_report_renders(tmp_path, capsys):
+    suite, results = _suite_file(tmp_path), tmp_path / "results"
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in results.glob("tiny/*/metrics.json")}
+    assert len(stamps) == 4
+    capsys.readouterr()
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    assert "4 already finished, 0 to run" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in results.glob("tiny/*/metrics.json")}
+    out = tmp_path / "reports"
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    table = (out / "tiny" / "table.md").read_text()
+    assert "vanilla_dip" in table and "degraded" in table and "simulated Gaussian noise" in table
+    assert (out / "tiny" / "psnr_vs_iteration.png").stat().st_size > 10_000
+    assert (out / "tiny" / "table.tex").read_text().count("vanilla") >= 1
+
+
+def test_failed_run_is_stored_and_retried_and_partial_folders_are_ignored(tmp_path):
+    store = RunStore(tmp_path)
+    run = resolve({**TINY, "dataset": {**TINY["dataset"], "source": "cbsd68", "root": str(tmp_path / "nowhere")}})
+    metrics = execute(run, "s", store)
+    assert metrics["status"] == "failed" and "make data-cbsd68" in metrics["error"]
+    assert not store.is_finished("s", run)
+    (tmp_path / "s" / f".{run.run_id}.partial").mkdir()  # what a killed write leaves behind
+    assert [p.name for p in store.runs("s")] == [run.run_id]
+
+
+def test_missing_data_folder_error_says_how_to_get_it(tmp_path, monkeypatch):
+    from datamodules.sources.images import load_image
+
+    monkeypatch.setenv("DIPBENCH_DATA", str(tmp_path))
+    monkeypatch.setattr("datamodules.sources.paths.candidate_roots", lambda name: [tmp_path / name])
+    with pytest.raises(MissingDataError, match=r"(?s)data not found.*make data-cbsd68.*dataset.root"):
+        load_image("cbsd68", "0000")
+
+
+def test_stored_config_reproduces_the_run_id(tmp_path):
+    run = tiny(max_steps=3)
+    execute(run, "r", RunStore(tmp_path))
+    stored = json.loads(next(tmp_path.glob("r/*/config.json")).read_text())
+    again = resolve({k: stored[k] for k in ("method", "dataset", "run")})
+    assert again.run_id == run.run_id == stored["run_id"]
