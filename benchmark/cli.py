@@ -38,6 +38,7 @@ def cmd_run(args) -> int:
     steps = {r.run_id: (r.run.max_steps if kinds[r.method] == "dip" else 0) for r in todo}
     print(f"suite {suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(todo)} already finished, {len(todo)} to run "
           f"→ {store.root / suite.name}")
+    store.write_suite_info(suite.name, {k: suite.raw.get(k) for k in ("name", "description", "experiment")})
     failed = []
     with suite_progress() as progress:
         bar = progress.add_task(suite.name, total=sum(steps.values()) or 1)

@@ -68,6 +68,18 @@ class RunStore:
                 shutil.rmtree(tmp, ignore_errors=True)
         return final
 
+    def write_suite_info(self, suite: str, info: dict) -> None:
+        """Suite metadata (description, experiment ids) for the report."""
+        folder = self.root / suite
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".suite.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2, default=str))
+        os.replace(tmp, folder / "suite.json")
+
+    def suite_info(self, suite: str) -> dict:
+        path = self.root / suite / "suite.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
     def runs(self, suite: str | None = None) -> list[Path]:
         """Folders of stored runs (finished or failed), of one suite or all."""
         suites = [self.root / suite] if suite else [p for p in self.root.glob("*") if p.is_dir()]

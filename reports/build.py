@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from reports.collect import add_labels, load_runs
 from reports.figures import psnr_curves, reconstruction_panel
-from reports.tables import per_run_table, summary_table
+from reports.tables import paper_comparison, per_run_table, summary_table
+
+PAPER_TABLES = {"B-T2": Path(__file__).parent / "paper" / "survey_b_table2.csv"}  # numbers of Survey B Table 2
 
 
 def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> list[Path]:
@@ -28,6 +32,15 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
               "Peak = oracle best iterate; ES = running-variance early stopping (Survey B Alg. 2); "
               "final = last iterate.", "", table.to_markdown(index=False), "", "## Per run", "",
               per_run_table(suite_runs).to_markdown(index=False)]
+        experiments = {e for ids in suite_runs["suite_experiment"].dropna() for e in ids.split(",") if e}
+        for exp in experiments:
+            if exp in PAPER_TABLES:
+                paper = pd.read_csv(PAPER_TABLES[exp])
+                comparison = paper_comparison(suite_runs, paper)
+                md += ["", f"## Ours vs the paper ({exp})", "",
+                       "Paper numbers are Survey B's (real walnut data, 501², GPU, 10 000 iterations); ours are "
+                       f"this suite's setting ({provenance}), so differences measure the setting as much as the code.", "",
+                       comparison.to_markdown(index=False) if len(comparison) else "(no method in common)"]
         if len(failed):
             md += ["", f"## Failed runs ({len(failed)})", "", failed[["run_id", "error"]].to_markdown(index=False)]
         (folder / "table.md").write_text("\n".join(md) + "\n")

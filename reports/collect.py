@@ -22,15 +22,29 @@ def _flatten(prefix: str, d: dict, out: dict) -> None:
 def load_runs(results: Path, suite: str | None = None) -> pd.DataFrame:
     """One row per stored run: suite, run_id, flattened config (``method.lr`` …) and metrics."""
     rows = []
-    for run_dir in RunStore(results).runs(suite):
+    store = RunStore(results)
+    for run_dir in store.runs(suite):
         config = json.loads((run_dir / "config.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
         row = {"suite": config["suite"], "run_id": config["run_id"], "path": str(run_dir)}
         for section in ("method", "dataset", "run"):
             _flatten(f"{section}.", config[section], row)
         row.update({k: v for k, v in metrics.items() if k != "traceback"})
+        experiment = store.suite_info(config["suite"]).get("experiment") or []
+        row["suite_experiment"] = ",".join([experiment] if isinstance(experiment, str) else experiment)
+        row["paper_method"] = paper_method_name(row)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def paper_method_name(row: dict) -> str:
+    """The name a run has in the papers' tables (Survey B Table 2 rows)."""
+    name = row["method.name"]
+    if name == "tv":
+        return "tv_baseline"
+    if row.get("method.input") == "fbp":
+        return f"{name}_fbp_input"
+    return name
 
 
 def varying_keys(runs: pd.DataFrame, prefix: str) -> list[str]:

@@ -53,7 +53,7 @@ def per_run_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def paper_comparison(summary_runs: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Ours (mean over runs) next to the paper's numbers for the methods both have."""
-    ours = summary_runs[summary_runs["status"] == "finished"].groupby("method.name")[["peak_psnr", "es_psnr", "final_psnr"]].mean()
+    ours = summary_runs[summary_runs["status"] == "finished"].groupby("paper_method")[["peak_psnr", "es_psnr", "final_psnr"]].mean()
     merged = paper.set_index("method").join(ours, rsuffix="_ours", how="inner")
     for key in ("peak_psnr", "es_psnr", "final_psnr"):
         merged[f"{key}_diff"] = merged[f"{key}_ours"] - merged[key]

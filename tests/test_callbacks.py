@@ -50,6 +50,7 @@ def test_oracle_best_keeps_the_highest_psnr_iterate_and_ema_averages():
         x = gt + e
         best.on_iterate(k, x, torch.tensor(0.0))
         ema.on_iterate(k, x, torch.tensor(0.0))
+        ema.trace_values()
     assert best.best_step == 3
     assert math.isclose(best.best_psnr, task.psnr(gt + 0.02), rel_tol=1e-6)
     expected = gt + (((0.3 * 0.5 + 0.1 * 0.5) * 0.5 + 0.02 * 0.5) * 0.5 + 0.2 * 0.5)
