@@ -70,6 +70,8 @@ def _summary_line(run, m: dict) -> str:
 def _quiet_lightning() -> None:
     import logging
 
+    import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import; override after)
+
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
