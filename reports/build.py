@@ -30,7 +30,9 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         md = [f"# Suite `{suite}`", "", f"Data: {provenance}.", "", f"Metric: {metric}.", "",
               "PSNR in dB, mean ± std over images and seeds; iterations are medians. "
               "Peak = oracle best iterate; ES = running-variance early stopping (Survey B Alg. 2); "
-              "final = last iterate.", "", table.to_markdown(index=False), "", "## Per run", "",
+              "final = last iterate.", "", table.to_markdown(index=False), "",
+              "## Per image (mean ± std over seeds)", "", summary_table(suite_runs, by_image=True).to_markdown(index=False),
+              "", "## Per run", "",
               per_run_table(suite_runs).to_markdown(index=False)]
         experiments = {e for ids in suite_runs["suite_experiment"].dropna() for e in ids.split(",") if e}
         for exp in experiments:

@@ -56,17 +56,20 @@ def varying_keys(runs: pd.DataFrame, prefix: str) -> list[str]:
 
 def add_labels(runs: pd.DataFrame) -> pd.DataFrame:
     """``method_label`` (method + the method settings that vary) and ``setting`` (the
-    dataset settings that vary, images and seeds excluded)."""
+    dataset + the dataset settings that vary between its runs, images and seeds excluded)."""
     runs = runs.copy()
-    mkeys, dkeys = varying_keys(runs, "method."), varying_keys(runs, "dataset.")
+    mkeys = varying_keys(runs, "method.")
 
     def method_label(r):
-        parts = [f"{k.removeprefix('method.')}={r[k]}" for k in mkeys if r["kind"] == "dip"]
+        parts = [f"{k.removeprefix('method.')}={r[k]}" for k in mkeys if r["kind"] == "dip" and pd.notna(r[k])]
         return r["method.name"] + (f" ({', '.join(parts)})" if parts else "")
 
     runs["method_label"] = runs.apply(method_label, axis=1)
-    runs["setting"] = runs.apply(
-        lambda r: ", ".join([r["dataset.name"]] + [f"{k.removeprefix('dataset.')}={r[k]}" for k in dkeys]), axis=1)
+    runs["setting"] = runs["dataset.name"]
+    for name, group in runs.groupby("dataset.name"):
+        dkeys = varying_keys(group, "dataset.")
+        runs.loc[group.index, "setting"] = group.apply(
+            lambda r: ", ".join([name] + [f"{k.removeprefix('dataset.')}={r[k]}" for k in dkeys if pd.notna(r[k])]), axis=1)
     return runs
 
 

@@ -29,12 +29,14 @@ def _median_int(values: pd.Series) -> str:
     return "–" if v.empty else f"{int(round(v.median()))}"
 
 
-def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (setting, method): PSNRs as mean ± std, iterations as medians."""
+def summary_table(runs: pd.DataFrame, by_image: bool = False) -> pd.DataFrame:
+    """One row per (setting, method) — or per (setting, image, method) with
+    ``by_image`` — PSNRs as mean ± std over the rest (seeds, images), iterations as medians."""
     done = runs[runs["status"] == "finished"]
+    keys = ["setting", "dataset.image", "method_label"] if by_image else ["setting", "method_label"]
     rows = []
-    for (setting, label), group in done.groupby(["setting", "method_label"], sort=False):
-        row = {"Setting": setting, "Method": label}
+    for group_key, group in done.groupby(keys, sort=False):
+        row = {"Setting": group_key[0], **({"Image": group_key[1]} if by_image else {}), "Method": group_key[-1]}
         for key, title in COLUMNS.items():
             if key not in group:
                 continue
