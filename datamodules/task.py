@@ -37,10 +37,11 @@ class ImageMetric:
         return float(region.max())
 
     def psnr(self, x: torch.Tensor, gt: torch.Tensor) -> float:
+        data_range = self._range(gt)
         if self.mask is not None:
             m = self.mask.to(x.device).expand_as(x)
             x, gt = x[m], gt[m]
-        return float(peak_signal_noise_ratio(x, gt, data_range=self._range(gt)))
+        return float(peak_signal_noise_ratio(x, gt, data_range=data_range))
 
     def ssim(self, x: torch.Tensor, gt: torch.Tensor) -> float:
         data_range = self._range(gt)

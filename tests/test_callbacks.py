@@ -55,3 +55,18 @@ def test_oracle_best_keeps_the_highest_psnr_iterate_and_ema_averages():
     assert math.isclose(best.best_psnr, task.psnr(gt + 0.02), rel_tol=1e-6)
     expected = gt + (((0.3 * 0.5 + 0.1 * 0.5) * 0.5 + 0.02 * 0.5) * 0.5 + 0.2 * 0.5)
     assert torch.allclose(ema.ema, expected)
+
+
+def test_masked_psnr_uses_gt_max_inside_the_mask():
+    from datamodules.task import ImageMetric
+
+    gt = torch.zeros(1, 1, 4, 4)
+    gt[..., 1:3, 1:3] = 0.5
+    gt[..., 0, 0] = 2.0  # outside the mask: must not set the data range
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    mask[..., 1:3, 1:3] = True
+    x = gt.clone()
+    x[..., 1, 1] += 0.1
+    metric = ImageMetric(data_range=None, mask=mask)
+    expected = 10 * math.log10(0.5**2 / (0.1**2 / 4))
+    assert math.isclose(metric.psnr(x, gt), expected, rel_tol=1e-5)
