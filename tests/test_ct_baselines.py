@@ -73,3 +73,19 @@ def test_vanilla_dip_on_a_tiny_walnut_beats_fbp(tmp_path, monkeypatch):
     assert metrics["status"] == "finished", metrics.get("traceback")
     assert "simulated on real slice" in metrics["provenance"]
     assert metrics["peak_psnr"] > metrics["degraded_psnr"] + 0.5  # degraded = the FBP (LSQR) image
+
+
+@pytest.mark.slow
+def test_vanilla_dip_runs_on_sparse_view_aapm_and_beats_fbp(tmp_path, monkeypatch):
+    """End to end through the runner on the embedded real head CT (32², 18 of 180 views)."""
+    from benchmark.config import resolve
+    from benchmark.runner import execute
+    from benchmark.store import RunStore
+
+    monkeypatch.setenv("DIPBENCH_CACHE", str(tmp_path / "cache"))
+    dataset = {"name": "aapm", "image_size": 32}
+    run = {"max_steps": 200, "trace_every": 10, "es_window": 10, "es_patience": 50, "save_images": False}
+    method = {"name": "vanilla_dip", "lr": 0.01, "input": "fbp", "net": {"scales": 3, "channels": 16, "skip_channels": [0, 4, 4]}}
+    metrics = execute(resolve({"method": method, "dataset": dataset, "run": run}), "ct", RunStore(tmp_path))
+    assert metrics["status"] == "finished", metrics.get("traceback")
+    assert metrics["peak_psnr"] > metrics["degraded_psnr"]  # degraded = ASTRA FBP of 18 views
