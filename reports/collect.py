@@ -65,6 +65,8 @@ def add_labels(runs: pd.DataFrame) -> pd.DataFrame:
         return r["method.name"] + (f" ({', '.join(parts)})" if parts else "")
 
     runs["method_label"] = runs.apply(method_label, axis=1)
+    image = runs["dataset.image"] if "dataset.image" in runs else pd.Series("–", index=runs.index)
+    runs["image"] = image.fillna("–").astype(str)  # datasets without an image choice (walnut) show "–"
     runs["setting"] = runs["dataset.name"]
     for name, group in runs.groupby("dataset.name"):
         dkeys = varying_keys(group, "dataset.")

@@ -29,7 +29,7 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
         t = load_trace(r["path"])
         if not t.empty:
             t = t[["step", "psnr"]].assign(method=r["method_label"], run=r["run_id"], seed=r["run.seed"],
-                                          panel=f"{r['setting']} | {r['dataset.image']}")
+                                          panel=f"{r['setting']} | {r['image']}")
             traces.append(t)
     data = pd.concat(traces, ignore_index=True)
     panels = list(dict.fromkeys(data["panel"]))
@@ -38,7 +38,7 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
                        col="panel", col_order=panels, col_wrap=min(3, len(panels)), height=3.2, aspect=1.3,
                        palette=palette, linewidth=1, alpha=0.85, facet_kws={"sharey": False})
     for panel, ax in zip(panels, grid.axes.flat):
-        in_panel = done.assign(panel=done["setting"] + " | " + done["dataset.image"].astype(str))
+        in_panel = done.assign(panel=done["setting"] + " | " + done["image"].astype(str))
         in_panel = in_panel[in_panel["panel"] == panel]
         for _, r in in_panel.iterrows():
             if r["kind"] == "baseline":
@@ -74,7 +74,7 @@ def reconstruction_panel(runs: pd.DataFrame, title: str, out: Path) -> Path | No
     done = runs[(runs["status"] == "finished") & (runs["kind"] == "dip")]
     if done.empty:
         return None
-    first = done.sort_values("run.seed").groupby(["setting", "dataset.image", "method_label"], sort=False).head(1)
+    first = done.sort_values("run.seed").groupby(["setting", "image", "method_label"], sort=False).head(1)
     columns = ["gt", "degraded", "peak", "early_stopped", "final"]
     fig, axes = plt.subplots(len(first), len(columns), figsize=(2.0 * len(columns), 2.1 * len(first)), squeeze=False)
     for row_axes, (_, r) in zip(axes, first.iterrows()):
@@ -89,7 +89,7 @@ def reconstruction_panel(runs: pd.DataFrame, title: str, out: Path) -> Path | No
                     "degraded": r.get("degraded_psnr")}.get(key)
             label = key.replace("_", " ") + (f"\n{psnr:.2f} dB" if psnr is not None and pd.notna(psnr) else "")
             ax.set_title(label, fontsize=7)
-        row_axes[0].text(-0.1, 0.5, f"{r['method_label']}\n{r['dataset.image']}", transform=row_axes[0].transAxes,
+        row_axes[0].text(-0.1, 0.5, f"{r['method_label']}\n{r['image']}", transform=row_axes[0].transAxes,
                          rotation=90, va="center", ha="right", fontsize=6)
     fig.suptitle(title, fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)

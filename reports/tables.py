@@ -33,7 +33,7 @@ def summary_table(runs: pd.DataFrame, by_image: bool = False) -> pd.DataFrame:
     """One row per (setting, method) — or per (setting, image, method) with
     ``by_image`` — PSNRs as mean ± std over the rest (seeds, images), iterations as medians."""
     done = runs[runs["status"] == "finished"]
-    keys = ["setting", "dataset.image", "method_label"] if by_image else ["setting", "method_label"]
+    keys = ["setting", "image", "method_label"] if by_image else ["setting", "method_label"]
     rows = []
     for group_key, group in done.groupby(keys, sort=False):
         row = {"Setting": group_key[0], **({"Image": group_key[1]} if by_image else {}), "Method": group_key[-1]}
@@ -47,16 +47,25 @@ def summary_table(runs: pd.DataFrame, by_image: bool = False) -> pd.DataFrame:
 
 
 def per_run_table(runs: pd.DataFrame) -> pd.DataFrame:
-    cols = ["setting", "method_label", "dataset.image", "run.seed", "peak_psnr", "peak_step", "es_psnr", "es_step",
+    cols = ["setting", "method_label", "image", "run.seed", "peak_psnr", "peak_step", "es_psnr", "es_step",
             "final_psnr", "degraded_psnr", "wall_time_s", "status"]
     present = [c for c in cols if c in runs]
     return runs[present].sort_values(present[:4]).round(2)
 
 
 def paper_comparison(summary_runs: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Ours (mean over runs) next to the paper's numbers for the methods both have."""
-    ours = summary_runs[summary_runs["status"] == "finished"].groupby("paper_method")[["peak_psnr", "es_psnr", "final_psnr"]].mean()
+    """Ours (mean over runs) next to the paper's numbers for the methods both have:
+    per metric the paper value, ours, and ours − paper."""
+    done = summary_runs[summary_runs["status"] == "finished"]
+    ours = done.groupby("paper_method")[["peak_psnr", "peak_step", "es_psnr", "es_step", "final_psnr"]].agg(
+        lambda v: pd.to_numeric(v, errors="coerce").mean())
+    ours = ours.rename(columns={"peak_step": "peak_iter", "es_step": "es_iter"})
     merged = paper.set_index("method").join(ours, rsuffix="_ours", how="inner")
-    for key in ("peak_psnr", "es_psnr", "final_psnr"):
-        merged[f"{key}_diff"] = merged[f"{key}_ours"] - merged[key]
-    return merged.reset_index().round(2)
+    columns = []
+    for key in ("peak_psnr", "peak_iter", "es_psnr", "es_iter", "final_psnr"):
+        if key.endswith("psnr"):
+            merged[f"{key}_diff"] = merged[f"{key}_ours"] - merged[key]
+            columns += [key, f"{key}_ours", f"{key}_diff"]
+        else:
+            columns += [key, f"{key}_ours"]
+    return merged[columns].reset_index().round(2)

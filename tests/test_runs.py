@@ -97,3 +97,17 @@ def test_stored_config_reproduces_the_run_id(tmp_path):
     stored = json.loads(next(tmp_path.glob("r/*/config.json")).read_text())
     again = resolve({k: stored[k] for k in ("method", "dataset", "run")})
     assert again.run_id == run.run_id == stored["run_id"]
+
+
+def test_paper_comparison_pairs_our_runs_with_survey_b_rows():
+    from reports.tables import paper_comparison
+
+    paper = pd.DataFrame({"method": ["vanilla_dip", "tv_baseline"], "peak_psnr": [28.0, 26.0], "peak_iter": [1000, None],
+                          "es_psnr": [27.0, None], "es_iter": [900, None], "final_psnr": [17.0, None]})
+    ours = pd.DataFrame({"status": ["finished"] * 3, "paper_method": ["vanilla_dip", "vanilla_dip", "tv_baseline"],
+                         "peak_psnr": [29.0, 31.0, 25.0], "peak_step": [500, 700, None], "es_psnr": [28.0, 28.0, None],
+                         "es_step": [600, 600, None], "final_psnr": [20.0, 22.0, 25.0]})
+    table = paper_comparison(ours, paper).set_index("method")
+    assert table.loc["vanilla_dip", "peak_psnr_ours"] == 30.0 and table.loc["vanilla_dip", "peak_psnr_diff"] == 2.0
+    assert table.loc["vanilla_dip", "peak_iter_ours"] == 600
+    assert table.loc["tv_baseline", "final_psnr_ours"] == 25.0
