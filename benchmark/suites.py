@@ -12,7 +12,9 @@ A suite file (``benchmark/suites/<name>.yaml``)::
     grid: {dataset.image: [astronaut, coffee]}         # cartesian product
           # a value {image_set: a_fig3} expands to that named image set
 
-Baselines (methods without a network) run once per dataset setting, not per seed.
+Baselines (methods without a network) run once per dataset setting, not per seed, and
+ignore DIP settings (``method.*`` keys they do not have, ``run.max_steps``, …), so
+changing those never reruns a baseline.
 """
 from __future__ import annotations
 
@@ -90,14 +92,23 @@ def expand(raw: dict, overrides: dict) -> list[RunConfig]:
                 for seed in ([0] if is_baseline else seeds):
                     config = {"method": dict(m), "dataset": dict(d), "run": {"seed": seed}}
                     for key, value in [*fixed.items(), *zip(keys, combo), *overrides.items()]:
-                        if key.startswith("method.") and is_baseline and key.split(".")[1] not in _fields(methods[m["name"]].config):
-                            continue  # DIP settings in `set:` do not apply to baselines
+                        if is_baseline and _not_for_baselines(key, methods[m["name"]].config):
+                            continue  # DIP settings do not apply to (nor change the id of) baselines
                         set_dotted(config, key, value)
                     run = resolve(config)
                     if run.run_id not in seen:
                         seen.add(run.run_id)
                         runs.append(run)
     return runs
+
+
+BASELINE_RUN_KEYS = {"run.save_images", "run.accelerator"}
+
+
+def _not_for_baselines(key: str, config_cls) -> bool:
+    if key.startswith("method."):
+        return key.split(".")[1] not in _fields(config_cls)
+    return key.startswith("run.") and key not in BASELINE_RUN_KEYS
 
 
 def _fields(cls) -> set[str]:

@@ -31,7 +31,8 @@ def test_suite_expands_grid_seeds_and_overrides():
     base = [r for r in suite.runs if r.method == "degraded"]
     assert {(r.dataset_cfg.image, r.run.seed) for r in dip} == {(i, s) for i in ("astronaut", "coffee") for s in (0, 1)}
     assert len(base) == 2  # baselines run once per setting, not per seed
-    assert all(r.run.max_steps == 7 for r in suite.runs)
+    assert all(r.run.max_steps == 7 for r in dip)
+    assert {r.run_id for r in base} == {r.run_id for r in load_suite("default").runs if r.method == "degraded"}
     assert len({r.run_id for r in suite.runs}) == len(suite.runs)
 
 
