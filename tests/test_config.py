@@ -48,3 +48,12 @@ def test_list_json_shows_methods_datasets_suites(capsys):
     listing = json.loads(capsys.readouterr().out)
     assert "vanilla_dip" in listing["methods"] and "denoising" in listing["datasets"]
     assert listing["suites"]["default"]["runs"] >= 6
+
+
+def test_every_shipped_suite_loads_and_expands():
+    from benchmark.suites import available_suites
+
+    for name in available_suites():
+        suite = load_suite(name)
+        assert suite.runs, name
+        assert all(r.run_id.startswith(f"{r.method}__{r.dataset}__") for r in suite.runs)
