@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 
@@ -69,7 +70,7 @@ def _coerce(value, hint, where):
     """Light type checking: ints/floats/bools from YAML or ``--set`` strings."""
     if value is None:
         return None
-    origin_args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (hint,)
+    origin_args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     for t in origin_args:
         if t is bool and isinstance(value, bool):
             return value

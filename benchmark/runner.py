@@ -17,7 +17,7 @@ from benchmark.config import RunConfig
 from benchmark.store import RunStore
 from datamodules.datamodule import SingleMeasurementDataModule
 from datamodules.registry import load_all as load_datasets
-from methods.callbacks import EMAOutput, FinalIterate, OracleBest, RunningVarianceES, Trace, _Scorer
+from methods.callbacks import EMAOutput, FinalIterate, OracleBest, RunningVarianceES, Trace, Scorer
 from methods.registry import load_all as load_methods
 
 
@@ -26,7 +26,7 @@ def build_task(run: RunConfig):
 
 
 def metric_callbacks(task, settings):
-    scorer = _Scorer(task)
+    scorer = Scorer(task)
     best, final = OracleBest(task, scorer), FinalIterate(task, scorer)
     ema = EMAOutput(task, settings.ema_decay, scorer)
     es = RunningVarianceES(task, settings.es_window, settings.es_patience, settings.es_delta, scorer)

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from datamodules.task import Task
 
 
-class _Scorer:
+class Scorer:
     """PSNR of the current iterate, computed once per step however many callbacks ask."""
 
     def __init__(self, task: Task):
@@ -31,9 +31,9 @@ class _Scorer:
 class IterateCallback(Callback):
     """Base: gives subclasses ``on_iterate(step, x, loss)`` once per training step."""
 
-    def __init__(self, task: Task, scorer: _Scorer | None = None):
+    def __init__(self, task: Task, scorer: Scorer | None = None):
         self.task = task
-        self.scorer = scorer or _Scorer(task)
+        self.scorer = scorer or Scorer(task)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.on_iterate(trainer.global_step, outputs["x"], outputs["loss"])
