@@ -36,8 +36,12 @@ def cmd_run(args) -> int:
     kinds = {name: spec.kind for name, spec in load_methods().items()}
     todo.sort(key=lambda r: kinds[r.method] != "baseline")  # cheap reference rows first
     steps = {r.run_id: (r.run.max_steps if kinds[r.method] == "dip" else 0) for r in todo}
+    for method, dataset, reason in suite.skipped:
+        print(f"skipped {method} on {dataset} (incompatible, nothing stored): {reason}")
     print(f"suite {suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(todo)} already finished, {len(todo)} to run "
           f"→ {store.root / suite.name}")
+    if not todo:
+        return 0
     store.write_suite_info(suite.name, {k: suite.raw.get(k) for k in ("name", "description", "experiment")})
     failed = []
     with suite_progress() as progress:
@@ -60,11 +64,14 @@ def cmd_run(args) -> int:
 
 
 def _summary_line(run, m: dict) -> str:
+    from methods import keys
+
     if m["kind"] == "baseline":
-        return f"{run.run_id}: {m['final_psnr']:.2f} dB"
-    return (f"{run.run_id} (seed {run.run.seed}): peak {m['peak_psnr']:.2f} dB @ {m['peak_step']}, "
-            f"ES {m['es_psnr']:.2f} dB @ {m['es_step']}, final {m['final_psnr']:.2f} dB "
-            f"(degraded {m['degraded_psnr']:.2f} dB, {m['wall_time_s']:.0f} s)")
+        return f"{run.run_id}: {m[keys.FINAL_PSNR]:.2f} dB"
+    stops = "".join(f", ES[{rule}] {m[keys.es(rule, 'psnr')]:.2f} dB @ {m[keys.es(rule, 'step')]}"
+                    for rule in keys.es_rules(m) if m.get(keys.es(rule, "step")) is not None)
+    return (f"{run.run_id} (seed {run.run.seed}): peak {m[keys.PEAK_PSNR]:.2f} dB @ {m[keys.PEAK_STEP]}{stops}, "
+            f"final {m[keys.FINAL_PSNR]:.2f} dB (degraded {m[keys.DEGRADED_PSNR]:.2f} dB, {m['wall_time_s']:.0f} s)")
 
 
 def _quiet_lightning() -> None:
@@ -80,19 +87,29 @@ def _quiet_lightning() -> None:
 
 
 def cmd_list(args) -> int:
-    from datamodules.registry import load_all as load_datasets
     from benchmark.suites import available_suites, load_suite
+    from datamodules.registry import BROKEN as BROKEN_DATASETS
+    from datamodules.registry import load_all as load_datasets
+    from methods.registry import BROKEN as BROKEN_METHODS
     from methods.registry import load_all as load_methods
+    from methods.stopping import STOPPING_RULES
 
     def fields(cls):
         return {f.name: _plain(f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
                 for f in dataclasses.fields(cls)}
 
+    methods, datasets = load_methods(), load_datasets()
     listing = {
-        "methods": {n: {"kind": s.kind, "description": s.description, "paper": s.paper, "config": fields(s.config)}
-                    for n, s in sorted(load_methods().items())},
-        "datasets": {n: {"description": s.description, "config": fields(s.config)} for n, s in sorted(load_datasets().items())},
+        "methods": {n: {"kind": s.kind, "description": s.description, "paper": s.paper, "source": s.source_file,
+                        "requires": sorted(s.requirements(s.config())), "config": fields(s.config)}
+                    for n, s in sorted(methods.items())},
+        "datasets": {n: {"description": s.description, "source": s.module,
+                         "capabilities": sorted(s.capabilities_for(s.config())) if not callable(s.capabilities) else "per config",
+                         "config": fields(s.config)} for n, s in sorted(datasets.items())},
+        "stopping_rules": {n: {"description": s.description, "paper": s.paper, "config": fields(s.config)}
+                           for n, s in sorted(STOPPING_RULES.items())},
         "suites": {},
+        "broken": {name: {"error": error} for name, error in {**BROKEN_METHODS, **BROKEN_DATASETS}.items()},
     }
     for name, path in available_suites().items():
         try:
@@ -103,10 +120,12 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(listing, indent=2, default=str))
     else:
-        for section in ("methods", "datasets", "suites"):
-            print(f"{section}:")
+        for section in ("methods", "datasets", "stopping_rules", "suites", "broken"):
+            if not listing[section]:
+                continue
+            print(f"{section}:" if section != "broken" else "broken plugin files (not loaded; fix them to use their methods/datasets):")
             for name, info in listing[section].items():
-                print(f"  {name:24s} {info.get('description', info.get('error', ''))}")
+                print(f"  {name:24s} {info.get('description', info.get('error', '').splitlines()[0] if info.get('error') else '')}")
     return 0
 
 

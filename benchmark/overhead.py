@@ -22,7 +22,8 @@ from methods.registry import load_all
 
 
 def plain_loop(run, task) -> float:
-    module = load_all()[run.method].cls(run.method_cfg, task, run.run.seed)
+    """The same optimisation as a bare loop (automatic-optimisation methods only)."""
+    module = load_all()[run.method].cls(run.method_cfg, task.measurement(), run.run.seed, run.run.max_steps)
     opt = module.configure_optimizers()
     y = task.y
     start = time.perf_counter()

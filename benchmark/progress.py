@@ -24,5 +24,5 @@ class StepProgress(Callback):
         self.progress, self.task_id, self.every = progress, task_id, every
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step % self.every == 0:
+        if (batch_idx + 1) % self.every == 0:  # batches are iterations (trainer.global_step counts optimiser steps)
             self.progress.advance(self.task_id, self.every)

@@ -1,7 +1,8 @@
 """Execute one run: a pure function of its resolved config.
 
 suite → resolved run configs → one run = DataModule + method + ``Trainer.fit`` →
-callbacks fill the trace → the store writes the run folder.
+callbacks fill the trace → the store writes the run folder. The method gets the task's
+measurement only; the metric callbacks hold the ground truth.
 """
 from __future__ import annotations
 
@@ -14,39 +15,47 @@ import pandas as pd
 import torch
 
 from benchmark.config import RunConfig
+from benchmark.provenance import run_provenance
 from benchmark.store import RunStore
 from datamodules.datamodule import SingleMeasurementDataModule
 from datamodules.registry import load_all as load_datasets
-from methods.callbacks import EMAOutput, FinalIterate, OracleBest, RunningVarianceES, Trace, Scorer
+from methods import keys
+from methods.callbacks import EMAOutput, FinalIterate, NamedIterates, OracleBest, Scorer, Trace
 from methods.registry import load_all as load_methods
+from methods.stopping import build_stopping_rules
 
 
 def build_task(run: RunConfig):
     return load_datasets()[run.dataset].build(run.dataset_cfg)
 
 
-def metric_callbacks(task, settings):
+def metric_callbacks(task, settings) -> list:
+    """Oracle peak, final iterate, EMA, named iterates, the configured stopping rules, and
+    the trace (last: it reads the others' columns)."""
     scorer = Scorer(task)
-    best, final = OracleBest(task, scorer), FinalIterate(task, scorer)
-    ema = EMAOutput(task, settings.ema_decay, scorer)
-    es = RunningVarianceES(task, settings.es_window, settings.es_patience, settings.es_delta, scorer)
-    trace = Trace(task, settings.trace_every, settings.ssim_every, others=[ema, es], scorer=scorer)
-    return [best, final, ema, es, trace]  # trace last: it reads the others' values
+    watchers = [OracleBest(task, scorer), FinalIterate(task, scorer), EMAOutput(task, settings.ema_decay, scorer),
+                NamedIterates(task, scorer), *build_stopping_rules(task, settings.stopping, scorer)]
+    trace = Trace(task, settings.trace_every, settings.ssim_every, others=watchers[2:], scorer=scorer)
+    return [*watchers, trace]
+
+
+def build_module(spec, run: RunConfig, task):
+    """The method's LightningModule, given the measurement only (no ground truth)."""
+    return spec.cls(run.method_cfg, task.measurement(), run.run.seed, run.run.max_steps)
 
 
 def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
     settings = run.run
     if settings.deterministic and torch.cuda.is_available():
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # conventions.md §5
-    module = spec.cls(run.method_cfg, task, settings.seed)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # docs/conventions.md §5
+    module = build_module(spec, run, task)
     callbacks = metric_callbacks(task, settings)
     trainer = L.Trainer(
-        max_steps=settings.max_steps,
+        max_epochs=1,  # one epoch = the run: the loader serves module.total_iterations batches
         accelerator=settings.accelerator,
         devices=1,
         precision=settings.precision,
         deterministic=settings.deterministic,
-        gradient_clip_val=getattr(run.method_cfg, "grad_clip", None),
         callbacks=callbacks + list(extra_callbacks),
         logger=False,
         enable_checkpointing=False,
@@ -54,24 +63,28 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(module, datamodule=SingleMeasurementDataModule(task))
+    trainer.fit(module, datamodule=SingleMeasurementDataModule(task.measurement(), module.total_iterations))
     metrics, images = {}, {}
     for cb in callbacks:
         m, im = cb.summary()
         metrics.update(m)
         images.update(im)
+    for rule in settings.stopping:
+        if metrics.get(keys.es(rule, "psnr")) is not None:
+            metrics[keys.es(rule, "gap_db")] = metrics[keys.PEAK_PSNR] - metrics[keys.es(rule, "psnr")]
     metrics["n_params"] = sum(p.numel() for p in module.net.parameters())
+    metrics["n_trainable"] = sum(p.numel() for g in module.parameter_groups() for p in g.params)
+    metrics["iterations"] = module.total_iterations
     return metrics, images, pd.DataFrame(callbacks[-1].rows)
 
 
 def _run_baseline(spec, run: RunConfig, task):
-    baseline = spec.cls(run.method_cfg, task)
+    baseline = spec.cls(run.method_cfg, task.measurement(), oracle=task.psnr)
     with torch.no_grad():
         x = baseline.reconstruct()
     psnr, ssim = task.psnr(x), task.ssim(x)
-    metrics = {"peak_psnr": psnr, "peak_step": None, "peak_ssim": ssim, "final_psnr": psnr, "final_ssim": ssim,
-               "es_psnr": float("nan"), "es_step": None}
-    metrics.update(getattr(baseline, "info", {}))
+    metrics = {keys.PEAK_PSNR: psnr, keys.PEAK_STEP: None, keys.PEAK_SSIM: ssim, keys.FINAL_PSNR: psnr,
+               keys.FINAL_SSIM: ssim, **baseline.info}
     return metrics, {"final": x}, pd.DataFrame(baseline.trace)
 
 
@@ -80,6 +93,7 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=()) -> 
     raised), so one bad run cannot stop a grid."""
     spec = load_methods()[run.method]
     start = time.perf_counter()
+    provenance = run_provenance(spec.source_file)
     try:
         L.seed_everything(run.run.seed, workers=False, verbose=False)
         task = build_task(run)
@@ -88,8 +102,9 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=()) -> 
         else:
             metrics, images, trace = _fit_dip(spec, run, task, extra_callbacks)
         base = {"status": "finished", "method": run.method, "dataset": run.dataset, "kind": spec.kind,
-                "provenance": task.provenance, "metric": task.metric.description, "degraded_psnr": task.psnr(task.degraded)}
-        metrics = {**base, **metrics, "wall_time_s": time.perf_counter() - start}
+                "provenance": task.provenance, "metric": task.metric.description,
+                keys.DEGRADED_PSNR: task.psnr(task.degraded)}
+        metrics = {**base, **metrics, "wall_time_s": time.perf_counter() - start, **provenance}
         to_np = lambda t: t.detach().float().cpu()[0].numpy()  # noqa: E731
         shown = {"gt": task.gt, "degraded": task.degraded, **{k: v for k, v in images.items() if v is not None}}
         arrays = {k: to_np(v) for k, v in shown.items()} if run.run.save_images else {}
@@ -99,8 +114,8 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=()) -> 
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # stored, reported, and retried next time
-        metrics = {"status": "failed", "method": run.method, "dataset": run.dataset, "error": f"{type(exc).__name__}: {exc}",
-                   "traceback": traceback.format_exc(), "wall_time_s": time.perf_counter() - start}
+        metrics = {"status": "failed", "method": run.method, "dataset": run.dataset, "kind": spec.kind,
+                   "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+                   "wall_time_s": time.perf_counter() - start, **provenance}
         store.write(suite, run, metrics, None, {})
         return metrics
-

@@ -8,9 +8,14 @@ A suite file (``benchmark/suites/<name>.yaml``)::
     methods: [vanilla_dip, {name: vanilla_dip, input: fbp}]
     datasets: [denoising]
     seeds: [0, 1]
-    set:  {dataset.crop: 64, run.max_steps: 1500}      # applied to every run
+    set:  {dataset.crop: 64, run.max_steps: 1500}      # defaults of every run
     grid: {dataset.image: [astronaut, coffee]}         # cartesian product
           # a value {image_set: a_fig3} expands to that named image set
+
+Precedence (mappings merge key by key): ``set`` < ``grid`` < keys of a ``methods`` /
+``datasets`` entry < ``--set`` overrides. A grid key that an entry also gives is an error
+(ambiguous), and so are two DIP runs of the file that resolve to the same run id. If
+``--set`` makes distinct runs of the file coincide, a warning on stderr says how many.
 
 Baselines (methods without a network) run once per dataset setting, not per seed, and
 ignore DIP settings (``method.*`` keys they do not have, ``run.max_steps``, …), so
@@ -18,13 +23,17 @@ changing those never reruns a baseline.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
-from dataclasses import dataclass
+import json
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from benchmark.config import ConfigError, RunConfig, resolve, set_dotted
+from benchmark.config import ConfigError, IncompatibleError, RunConfig, resolve, set_dotted, yaml_load
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "experiment", "methods", "datasets", "seeds", "set", "grid", "notes"}
@@ -36,6 +45,7 @@ class Suite:
     description: str
     runs: list[RunConfig]
     raw: dict
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (method, dataset, reason): incompatible pairs
 
 
 def available_suites() -> dict[str, Path]:
@@ -50,19 +60,46 @@ def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
         if name_or_path not in suites:
             raise ConfigError(f"unknown suite {name_or_path!r}; valid: {', '.join(suites)} (or a path to a .yaml file)")
         path = suites[name_or_path]
-    raw = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist")
+    try:
+        raw = yaml_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{line}: {getattr(exc, 'problem', None) or exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a suite must be a mapping with keys {', '.join(sorted(SUITE_KEYS))}")
     unknown = sorted(set(raw) - SUITE_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown suite key(s) {', '.join(unknown)}; valid: {', '.join(sorted(SUITE_KEYS))}")
     for key in ("methods", "datasets"):
-        if not raw.get(key):
+        if not raw.get(key) or not isinstance(raw[key], list):
             raise ConfigError(f"{path}: suite needs a non-empty '{key}' list")
-    runs = expand(raw, overrides or {})
-    return Suite(raw.get("name", path.stem), raw.get("description", ""), runs, raw)
+    for key in ("set", "grid"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise ConfigError(f"{path}: '{key}' must be a mapping of dotted keys (e.g. dataset.crop: 64)")
+    skipped: list[tuple[str, str, str]] = []
+    runs = expand(raw, overrides or {}, str(path), skipped)
+    return Suite(raw.get("name", path.stem), raw.get("description", ""), runs, raw, skipped)
 
 
 def _entry(item) -> dict:
+    if not isinstance(item, (str, dict)):
+        raise ConfigError(f"a methods/datasets entry must be a name or a mapping with a name, got {item!r}")
     return {"name": item} if isinstance(item, str) else dict(item)
+
+
+def _flatten(value, key: str) -> dict:
+    """``{"a": {"b": 1}}`` under ``key`` → ``{"key.a.b": 1}`` (mappings merge key by key; ``{}``
+    replaces)."""
+    if isinstance(value, dict) and value:
+        return {k: v for sub, item in value.items() for k, v in _flatten(item, f"{key}.{sub}").items()}
+    return {key: value}
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def _grid_values(key: str, values, dataset_source: str | None) -> list:
@@ -73,33 +110,111 @@ def _grid_values(key: str, values, dataset_source: str | None) -> list:
     return values if isinstance(values, list) else [values]
 
 
-def expand(raw: dict, overrides: dict) -> list[RunConfig]:
+def _build(names: dict, seed: int, layers: list[tuple[dict, bool]], skip) -> dict:
+    """A raw run config: the layers in order of precedence, each ``(keys, filtered by skip)``."""
+    config = {"method": {"name": names["method"]}, "dataset": {"name": names["dataset"]}, "run": {"seed": seed}}
+    for layer, filtered in layers:
+        for key, value in layer.items():
+            for leaf, v in _flatten(value, key).items():
+                if not (filtered and skip(leaf)):
+                    set_dotted(config, leaf, copy.deepcopy(v))
+    return config
+
+
+def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | None = None) -> list[RunConfig]:
+    """All runs of a suite (see the module doc for precedence and the duplicate checks).
+    Method × dataset pairs that cannot run together are left out and appended to
+    ``skipped`` as ``(method, dataset, reason)``, once per distinct reason."""
+    skipped = [] if skipped is None else skipped
     from methods.registry import load_all
 
     methods = load_all()
     seeds = raw.get("seeds", [0])
-    fixed = dict(raw.get("set") or {})
-    grid = dict(raw.get("grid") or {})
-    runs, seen = [], set()
-    for method_item in raw["methods"]:
-        for dataset_item in raw["datasets"]:
+    fixed, grid = dict(raw.get("set") or {}), dict(raw.get("grid") or {})
+    points = []  # (label, is_baseline, run of the file alone or None, final run)
+    for i, method_item in enumerate(raw["methods"]):
+        for j, dataset_item in enumerate(raw["datasets"]):
             m, d = _entry(method_item), _entry(dataset_item)
-            source = {**fixed, **overrides}.get("dataset.source", d.get("source"))
+            names = {"method": m.pop("name", None), "dataset": d.pop("name", None)}
+            entry = {k: v for part, keys in (("method", m), ("dataset", d)) for key, value in keys.items()
+                     for k, v in _flatten(value, f"{part}.{key}").items()}  # never filtered for baselines
+            pair = f"methods[{i}] {names['method']} × datasets[{j}] {names['dataset']}"
+            clash = [(g, e) for g in grid for e in entry if _overlaps(g, e)]
+            if clash:
+                raise ConfigError(f"{where}: grid key {clash[0][0]} is also given by the entry of {pair} "
+                                  f"({clash[0][1]}); ambiguous: remove one of them")
+            source = overrides.get("dataset.source", entry.get("dataset.source", fixed.get("dataset.source")))
             keys = list(grid)
             value_lists = [_grid_values(k, grid[k], source) for k in keys]
-            is_baseline = m.get("name") in methods and methods[m["name"]].kind == "baseline"
+            spec = methods.get(names["method"])
+            is_baseline = spec is not None and spec.kind == "baseline"
+            skip = (lambda key, cls=spec.config: _not_for_baselines(key, cls)) if is_baseline else (lambda key: False)
             for combo in itertools.product(*value_lists):
                 for seed in ([0] if is_baseline else seeds):
-                    config = {"method": dict(m), "dataset": dict(d), "run": {"seed": seed}}
-                    for key, value in [*fixed.items(), *zip(keys, combo), *overrides.items()]:
-                        if is_baseline and _not_for_baselines(key, methods[m["name"]].config):
-                            continue  # DIP settings do not apply to (nor change the id of) baselines
-                        set_dotted(config, key, value)
-                    run = resolve(config)
-                    if run.run_id not in seen:
-                        seen.add(run.run_id)
-                        runs.append(run)
-    return runs
+                    label = ", ".join([pair, *(f"{k}={v}" for k, v in zip(keys, combo)), f"seed {seed}"])
+                    layers = [(fixed, True), (dict(zip(keys, combo)), True), (entry, False)]
+                    try:
+                        final = _resolve(_build(names, seed, [*layers, (overrides, True)], skip), f"{where}, {label}")
+                    except IncompatibleError as exc:
+                        reason = (names["method"], names["dataset"], exc.reason)
+                        if reason not in skipped:
+                            skipped.append(reason)
+                        continue
+                    alone = _try_resolve(_build(names, seed, layers, skip)) if overrides else final
+                    points.append((label, is_baseline, alone, final))
+    _check_no_duplicate_dip_runs(points, where)
+    if overrides:
+        _warn_collapsed(points, overrides, where)
+    runs = {}
+    for _, _, _, run in points:
+        runs.setdefault(run.run_id, run)  # baselines ignore seeds and DIP keys: one run per setting
+    return list(runs.values())
+
+
+def _resolve(config: dict, label: str) -> RunConfig:
+    try:
+        return resolve(config)
+    except IncompatibleError:
+        raise
+    except ConfigError as exc:
+        raise ConfigError(f"{label}: {exc}") from exc
+
+
+def _try_resolve(config: dict) -> RunConfig | None:
+    try:
+        return resolve(config)
+    except ConfigError:
+        return None  # the file alone is incomplete; --set completes it
+
+
+def _check_no_duplicate_dip_runs(points, where: str) -> None:
+    seen = {}
+    for label, is_baseline, alone, _ in points:
+        if alone is None or is_baseline:
+            continue
+        if alone.run_id in seen:
+            raise ConfigError(f"{where}: {seen[alone.run_id]} and {label} are the same run ({alone.run_id}); "
+                              "remove the duplicate entry or grid value")
+        seen[alone.run_id] = label
+
+
+def _warn_collapsed(points, overrides: dict, where: str) -> None:
+    groups: dict[str, dict[str, RunConfig]] = {}
+    for _, _, alone, final in points:
+        if alone is not None:
+            groups.setdefault(final.run_id, {})[alone.run_id] = alone
+    before = sum(len(g) for g in groups.values())
+    if before == len(groups):
+        return
+    differing = sorted({key for g in groups.values() if len(g) > 1 for key in _differing_keys(list(g.values()))})
+    sets = " ".join(f"--set {k}={json.dumps(v)}" for k, v in overrides.items())
+    print(f"warning: {sets} collapses {before} runs of {where} into {len(groups)} "
+          f"(runs that differed only in {', '.join(differing)} are now the same run)", file=sys.stderr)
+
+
+def _differing_keys(runs: list[RunConfig]) -> set[str]:
+    flat = [_flatten(run.to_dict(), "") for run in runs]
+    return {key[1:] for key in set().union(*flat) if len({json.dumps(f.get(key), default=str) for f in flat}) > 1}
 
 
 BASELINE_RUN_KEYS = {"run.save_images", "run.accelerator"}
@@ -107,11 +222,5 @@ BASELINE_RUN_KEYS = {"run.save_images", "run.accelerator"}
 
 def _not_for_baselines(key: str, config_cls) -> bool:
     if key.startswith("method."):
-        return key.split(".")[1] not in _fields(config_cls)
+        return key.split(".")[1] not in {f.name for f in dataclasses.fields(config_cls)}
     return key.startswith("run.") and key not in BASELINE_RUN_KEYS
-
-
-def _fields(cls) -> set[str]:
-    import dataclasses
-
-    return {f.name for f in dataclasses.fields(cls)}

@@ -1,7 +1,9 @@
 """A single-measurement inverse problem: ground truth, measurement, operator, metric.
 
-The PSNR convention is part of the task (conventions.md §7), so every number the
-benchmark stores says how it was measured.
+The PSNR convention is part of the task (docs/conventions.md §7), so every number the
+benchmark stores says how it was measured. Methods never see the ground truth: they get
+:meth:`Task.measurement`, a :class:`Measurement` without it; only the metric callbacks
+hold the :class:`Task`.
 """
 from __future__ import annotations
 
@@ -51,6 +53,23 @@ class ImageMetric:
         return float(structural_similarity_index_measure(x.float(), gt.float(), data_range=data_range))
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """What a reconstruction method may see of a task: the measurement ``y``, the
+    operator, the image space (shape, range, display map) and measurement-side extras
+    (FBP image, sampling mask, blur kernel). No ground truth, no metric."""
+
+    name: str
+    y: torch.Tensor
+    physics: torch.nn.Module
+    x_shape: tuple[int, ...]
+    x_range: str
+    degraded: torch.Tensor
+    to_image: Callable[[torch.Tensor], torch.Tensor]
+    extras: dict[str, torch.Tensor]
+    info: dict
+
+
 @dataclass
 class Task:
     """One measurement to reconstruct from.
@@ -80,6 +99,11 @@ class Task:
     @property
     def x_shape(self) -> tuple[int, ...]:
         return tuple(self.gt.shape[1:])
+
+    def measurement(self) -> Measurement:
+        """The task without its ground truth (what methods receive)."""
+        return Measurement(self.name, self.y, self.physics, self.x_shape, self.x_range, self.degraded, self.to_image,
+                           dict(self.extras), dict(self.info))
 
     def psnr(self, x: torch.Tensor) -> float:
         return self.metric.psnr(self.to_image(x), self.to_image(self.gt.to(x.device)))

@@ -1,65 +1,162 @@
-"""The DIP LightningModule every method builds on.
+"""The method contract: the DIP LightningModule every variant builds on.
 
-It owns what all DIP variants share: the network f_θ, its fixed input z, the forward
-operator A (a submodule, so it follows the module's device), the data-fidelity term
-and the optimiser. A method file only writes ``training_step`` (its algorithm box)
-and returns ``{"loss": …, "x": current reconstruction}``; tracing, EMA, the oracle
-best iterate and early stopping are callbacks (methods/callbacks.py).
+A method file writes ``training_step`` (its algorithm box) and returns a dict::
+
+    {"loss": L,                  # the objective of this iteration (traced)
+     "x": x_k,                   # the reconstruction x^(k) (scored, traced, picked by stopping rules)
+     "iterates": {"u": u_k},     # optional named secondary iterates (each gets a PSNR column)
+     "scalars": {"beta": b_k}}   # optional named numbers (each gets a trace column)
+
+The module owns everything else:
+
+* **Iterations.** One ``training_step`` call is one iteration of the method, however many
+  optimiser steps it takes; ``self.iteration`` is its number k (1 … ``run.max_steps`` in
+  the reconstruction stage). The run length, the trace stride and the peak / early-stop /
+  final iterations all count these iterations, for every method.
+* **Stages** (:meth:`stages`): optional preparatory stages (learn a mask, pre-train) run
+  before the reconstruction stage; their iterations are numbered ≤ 0 and only the trace
+  sees them. :meth:`on_stage_start` is called when a stage begins.
+* **Optimisation.** Parameters come in named groups (:meth:`parameter_groups`: ``net``,
+  ``input`` when ``learn_input``, and whatever a method adds), each with its own learning
+  rate and optimiser type. Automatic (default): return the loss and Lightning steps one
+  optimiser holding every group. Manual (``automatic_optimization = False``): one
+  optimiser per group; call :meth:`gradient_step` (several groups, one backward) or
+  :meth:`closure_step` (L-BFGS). Gradient-norm clipping at ``grad_clip`` is done by the
+  module in both modes (never by the Trainer).
+* **Randomness** inside a method (input perturbations, noisy realisations, subsets, Gumbel
+  noise) comes from one seeded generator per run: :meth:`randn_like`, :meth:`rand_like`,
+  :attr:`generator`.
+* **No ground truth.** The module gets a :class:`~datamodules.task.Measurement`; scoring
+  is the metric callbacks' job (methods/callbacks.py).
+* **Requirements.** :attr:`requires` / :meth:`requirements` name the task capabilities
+  the method needs (``datamodules.registry.CAPABILITIES``); suites skip other pairs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Callable, Literal
 
 import lightning as L
 import torch
 
-from datamodules.task import Task
+from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from datamodules.task import Measurement
 from methods.inputs import network_input
-from methods.networks import NetConfig, build_network
+from methods.networks import NetConfig, UNetConfig, build_network
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD,
+                                                     "lbfgs": torch.optim.LBFGS}
 
 
 @dataclass
 class DIPConfig:
-    """Settings shared by all DIP methods (conventions.md §§1–3, 9)."""
+    """Settings shared by all DIP methods (docs/conventions.md §§1–3)."""
 
-    lr: float = 1e-3
-    optimizer: str = "adam"  # adam | sgd
-    grad_clip: float | None = 1.0  # gradient-norm clipping (Survey B handbook: 1)
-    loss: str = "mse"  # mse | half_sse (½‖Ax−y‖², eq 3) | half_sse_normalised (÷‖A‖⁴, handbook)
-    input: str = "noise"  # noise | fbp | adjoint
-    input_dist: str = "gaussian"  # gaussian: scale·N(0,1) | uniform: U[0, scale)
-    input_channels: int = 1
-    input_scale: float = 0.1
-    input_noise_std: float = 0.0  # N(0, std²) added to z every step (original DIP: 1/30)
-    net: NetConfig = field(default_factory=NetConfig)
+    lr: PositiveFloat = 1e-3  # learning rate of the network parameters
+    optimizer: Literal["adam", "sgd"] = "adam"
+    grad_clip: Annotated[float, Range(gt=0)] | None = 1.0  # gradient-norm clipping (Survey B handbook: 1); null = off
+    loss: Literal["mse", "half_sse", "half_sse_normalised"] = "mse"  # mean | ½‖Ax−y‖² (eq 3) | ÷‖A‖⁴ (handbook)
+    input: Literal["noise", "fbp", "adjoint"] = "noise"
+    input_dist: Literal["gaussian", "uniform"] = "gaussian"  # gaussian: scale·N(0,1) | uniform: U[0, scale)
+    input_channels: PositiveInt = 1
+    input_scale: NonNegativeFloat = 0.1
+    input_noise_std: NonNegativeFloat = 0.0  # N(0, std²) added to z every step (original DIP: 1/30)
+    learn_input: bool = False  # optimise z too (parameter group "input")
+    input_lr: PositiveFloat | None = None  # learning rate of z; null = lr
+    net: NetConfig = field(default_factory=UNetConfig)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A phase of a method. Exactly one stage reconstructs (the last); stages before it
+    prepare (e.g. learn a mask) and are invisible to peak, stopping rules and final."""
+
+    name: str
+    iterations: int
+    reconstruction: bool = True
+
+
+@dataclass
+class ParamGroup:
+    """Parameters optimised together, with their own learning rate and optimiser type
+    (``adam`` | ``sgd`` | ``lbfgs``) and extra optimiser options (betas, momentum, …)."""
+
+    name: str
+    params: list
+    lr: float
+    optimizer: str = "adam"
+    options: dict = field(default_factory=dict)
 
 
 class DIPModule(L.LightningModule):
-    def __init__(self, cfg: DIPConfig, task: Task, seed: int):
+    requires: frozenset[str] = frozenset()  # task capabilities the method always needs
+
+    @classmethod
+    def requirements(cls, cfg: DIPConfig) -> set[str]:
+        """Capabilities needed with these settings (class requirements + the input/loss choices)."""
+        needs = set(cls.requires)
+        if cfg.input == "fbp":
+            needs.add("fbp")
+        if cfg.input == "adjoint" or cfg.loss == "half_sse_normalised":
+            needs.add("linear")
+        return needs
+
+    def __init__(self, cfg: DIPConfig, problem: Measurement, seed: int, max_steps: int):
         super().__init__()
-        self.cfg = cfg
-        self.seed = seed
-        self.physics = task.physics
-        self.register_buffer("z", network_input(cfg.input, task, cfg.input_channels, cfg.input_dist, cfg.input_scale, seed))
-        sigmoid = cfg.net.output == "sigmoid" or (cfg.net.output == "auto" and task.x_range == "unit")
+        self.cfg, self.problem, self.seed, self.max_steps = cfg, problem, seed, max_steps
+        self.physics = problem.physics
+        z = network_input(cfg.input, problem, cfg.input_channels, cfg.input_dist, cfg.input_scale, seed)
+        if cfg.learn_input:
+            self.z = torch.nn.Parameter(z)
+        else:
+            self.register_buffer("z", z)
+        sigmoid = cfg.net.output == "sigmoid" or (cfg.net.output == "auto" and problem.x_range == "unit")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # network initialisation depends on the run seed only
-            self.net = build_network(cfg.net, self.z.shape[1], task.x_shape[0], sigmoid)
-        self.fidelity_scale = self._fidelity_scale(cfg.loss)
-        self._input_gen: torch.Generator | None = None
+            self.net = build_network(cfg.net, z.shape[1], problem.x_shape[0], sigmoid)
+        self.fidelity_scale = 1.0 / self.physics.norm() ** 4 if cfg.loss == "half_sse_normalised" else 1.0
+        self._generator: torch.Generator | None = None
+        self._group_names: list[str] = []
+        self.schedule = self._check_stages(self.stages())
+        self.total_iterations = sum(s.iterations for s in self.schedule)
+        self.iteration, self.stage = 0, self.schedule[0]
 
-    def _fidelity_scale(self, loss: str) -> float:
-        if loss in ("mse", "half_sse"):
-            return 1.0
-        if loss == "half_sse_normalised":
-            if not getattr(self.physics, "linear", False):
-                raise ValueError("loss=half_sse_normalised needs a linear operator (‖A‖); use mse or half_sse")
-            return 1.0 / self.physics.norm() ** 4
-        raise ValueError(f"unknown method.loss {loss!r}; valid: mse, half_sse, half_sse_normalised")
+    # -- stages and iteration numbering ----------------------------------------------------
+    def stages(self) -> list[Stage]:
+        """The method's stages; default: one reconstruction stage of ``max_steps`` iterations."""
+        return [Stage("reconstruct", self.max_steps)]
 
-    # -- pieces the algorithm boxes use -------------------------------------------------
+    def on_stage_start(self, stage: Stage) -> None:
+        """Called before the first iteration of every stage (e.g. freeze a mask)."""
+
+    def _check_stages(self, stages: list[Stage]) -> list[Stage]:
+        recon = [s for s in stages if s.reconstruction]
+        if len(recon) != 1 or not stages[-1].reconstruction or recon[0].iterations != self.max_steps:
+            raise ValueError(f"{type(self).__name__}.stages() must end with the one reconstruction stage of run.max_steps "
+                             f"({self.max_steps}) iterations, got {stages}")
+        if any(s.iterations < 0 for s in stages):
+            raise ValueError(f"stage iterations must be >= 0, got {stages}")
+        return [s for s in stages if s.iterations > 0]
+
+    @property
+    def reconstructing(self) -> bool:
+        return self.stage.reconstruction
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        start = 0
+        for stage in self.schedule:
+            if batch_idx < start + stage.iterations:
+                break
+            start += stage.iterations
+        prelude = self.total_iterations - self.max_steps
+        self.iteration = batch_idx + 1 - prelude  # 1 … max_steps in the reconstruction stage, ≤ 0 before
+        if batch_idx == start:
+            self.stage = stage
+            self.on_stage_start(stage)
+
+    # -- pieces the algorithm boxes use ------------------------------------------------------
     def data_fidelity(self, Ax: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """ℓ(Ax, y) in the configured scaling (conventions.md §1)."""
+        """ℓ(Ax, y) in the configured scaling (docs/conventions.md §1)."""
         if self.cfg.loss == "mse":
             return torch.nn.functional.mse_loss(Ax, y)
         return 0.5 * (Ax - y).pow(2).sum() * self.fidelity_scale
@@ -68,20 +165,86 @@ class DIPModule(L.LightningModule):
         """z, perturbed by fresh seeded noise each step if ``input_noise_std`` > 0."""
         if self.cfg.input_noise_std <= 0:
             return self.z
-        if self._input_gen is None or self._input_gen.device != self.z.device:
-            self._input_gen = torch.Generator(device=self.z.device).manual_seed(self.seed + 1)
-        noise = torch.randn(self.z.shape, generator=self._input_gen, device=self.z.device, dtype=self.z.dtype)
-        return self.z + self.cfg.input_noise_std * noise
+        return self.z + self.cfg.input_noise_std * self.randn_like(self.z)
 
     def forward(self) -> torch.Tensor:
         return self.net(self.z)
 
-    # -- Lightning ------------------------------------------------------------------------
-    def trainable_parameters(self):
-        return self.net.parameters()
+    @property
+    def generator(self) -> torch.Generator:
+        """The run's one generator for randomness inside the method (seeded by ``run.seed``)."""
+        device = self.z.device
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed + 1)
+        return self._generator
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+
+    def rand_like(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+
+    # -- optimisation ----------------------------------------------------------------------
+    def parameter_groups(self) -> list[ParamGroup]:
+        """Named groups of trainable parameters; methods with extra variables add theirs."""
+        groups = [ParamGroup("net", list(self.net.parameters()), self.cfg.lr, self.cfg.optimizer)]
+        if self.cfg.learn_input:
+            groups.append(ParamGroup("input", [self.z], self.cfg.input_lr or self.cfg.lr, self.cfg.optimizer))
+        return groups
 
     def configure_optimizers(self):
-        optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-        if self.cfg.optimizer not in optimizers:
-            raise ValueError(f"unknown method.optimizer {self.cfg.optimizer!r}; valid: {', '.join(optimizers)}")
-        return optimizers[self.cfg.optimizer](self.trainable_parameters(), lr=self.cfg.lr)
+        groups = [g for g in self.parameter_groups() if g.params]
+        for g in groups:
+            if g.optimizer not in OPTIMIZERS:
+                raise ValueError(f"parameter group {g.name!r}: unknown optimizer {g.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        self._group_names = [g.name for g in groups]
+        if self.automatic_optimization:
+            kinds = {(g.optimizer, repr(sorted(g.options.items()))) for g in groups}
+            if len(kinds) > 1:
+                raise TypeError(f"{type(self).__name__}: parameter groups use different optimisers {sorted(kinds)}; "
+                                "set automatic_optimization = False and step them with gradient_step()")
+            first = groups[0]
+            return OPTIMIZERS[first.optimizer]([{"params": g.params, "lr": g.lr, "name": g.name} for g in groups],
+                                               **first.options)
+        return [OPTIMIZERS[g.optimizer]([{"params": g.params, "lr": g.lr, "name": g.name}], **g.options) for g in groups]
+
+    def optimizer(self, group: str):
+        """The (Lightning-wrapped) optimiser of a parameter group, in manual optimisation."""
+        if group not in self._group_names:
+            raise KeyError(f"no parameter group {group!r}; groups: {', '.join(self._group_names)}")
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        return optimizers[self._group_names.index(group)]
+
+    def clip(self, optimizer) -> None:
+        """Clip the gradient norm of ``optimizer``'s parameters at ``cfg.grad_clip`` (if set)."""
+        if self.cfg.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.cfg.grad_clip, gradient_clip_algorithm="norm")
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        self.clip(optimizer)  # automatic optimisation: the module's setting, not the Trainer's
+
+    def gradient_step(self, loss: torch.Tensor, *groups: str) -> None:
+        """Manual optimisation: zero the named groups' gradients (all groups if none are
+        named), backpropagate ``loss`` once, clip, and step each group's optimiser."""
+        optimizers = [self.optimizer(g) for g in (groups or self._group_names)]
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        for opt in optimizers:
+            self.clip(opt)
+            opt.step()
+
+    def closure_step(self, group: str, loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Manual optimisation with a closure optimiser (L-BFGS): ``loss_fn()`` recomputes the
+        loss; the module zeroes, backpropagates and clips inside the closure."""
+        opt = self.optimizer(group)
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            self.manual_backward(loss)
+            self.clip(opt)
+            return loss
+
+        return opt.step(closure=closure)

@@ -1,18 +1,52 @@
-"""Shared callbacks that watch the iterates x^(k) a DIP method returns from
-``training_step`` (``outputs["x"]``) and score them against the task's ground truth.
+"""Shared callbacks that watch what a method's ``training_step`` returns and score it
+against the task's ground truth (only these callbacks hold it; methods never do).
 
-Iteration numbering: iteration k (1-based) is the output computed in the k-th
-training step, i.e. x^(k) = f_{θ_{k-1}}(z), as in Survey B Algorithm 1.
-Nothing here writes files: the runner asks each callback for its ``summary()``.
+Iteration numbering: iteration k is ``pl_module.iteration`` (1 … max_steps in the
+reconstruction stage, ≤ 0 in preparatory stages), x^(k) = f_{θ_{k-1}}(z) for vanilla DIP
+(Survey B Algorithm 1). Peak, EMA, stopping rules and the final image see only the
+reconstruction stage; the trace records every stage. Nothing here writes files: the
+runner asks each callback for its ``summary()``. Metric and column names: methods/keys.py.
 """
 from __future__ import annotations
 
-from collections import deque
+import numbers
+from dataclasses import dataclass, field
 
 import torch
 from lightning.pytorch.callbacks import Callback
 
 from datamodules.task import Task
+from methods import keys
+
+
+@dataclass
+class StepOutput:
+    """What one iteration returned (see methods/base.py for the contract)."""
+
+    loss: float
+    x: torch.Tensor
+    iterates: dict[str, torch.Tensor] = field(default_factory=dict)
+    scalars: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, outputs, x_shape: tuple[int, ...]) -> "StepOutput":
+        if not isinstance(outputs, dict) or not isinstance(outputs.get("x"), torch.Tensor):
+            raise TypeError("training_step must return a dict with the reconstruction 'x' (a tensor) and 'loss' "
+                            f"(see methods/base.py); got {type(outputs).__name__}"
+                            f"{' with keys ' + ', '.join(outputs) if isinstance(outputs, dict) else ''}")
+        x = outputs["x"].detach()
+        if tuple(x.shape[1:]) != tuple(x_shape):
+            raise ValueError(f"training_step returned x of shape {tuple(x.shape)}; the task's images are (1, {x_shape})")
+        iterates = {k: v.detach() for k, v in (outputs.get("iterates") or {}).items()}
+        scalars = {k: float(v) for k, v in (outputs.get("scalars") or {}).items()}
+        clash = (set(scalars) | {keys.iterate_psnr_column(k) for k in iterates}) & keys.TRACE_RESERVED
+        if clash:
+            raise ValueError(f"training_step returned names that clash with trace columns: {sorted(clash)}")
+        for name, value in scalars.items():
+            if not isinstance(value, numbers.Real):
+                raise TypeError(f"scalar {name!r} must be a number")
+        loss = outputs.get("loss")
+        return cls(float(loss) if loss is not None else float("nan"), x, iterates, scalars)
 
 
 class Scorer:
@@ -20,7 +54,7 @@ class Scorer:
 
     def __init__(self, task: Task):
         self.task = task
-        self._step, self._value = -1, float("nan")
+        self._step, self._value = None, float("nan")
 
     def psnr(self, step: int, x: torch.Tensor) -> float:
         if step != self._step:
@@ -29,16 +63,22 @@ class Scorer:
 
 
 class IterateCallback(Callback):
-    """Base: gives subclasses ``on_iterate(step, x, loss)`` once per training step."""
+    """Base: gives subclasses ``on_iterate(step, out)`` once per iteration of the
+    reconstruction stage (every stage if ``reconstruction_only`` is False)."""
+
+    reconstruction_only = True
 
     def __init__(self, task: Task, scorer: Scorer | None = None):
         self.task = task
         self.scorer = scorer or Scorer(task)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.on_iterate(trainer.global_step, outputs["x"], outputs["loss"])
+        if self.reconstruction_only and not pl_module.reconstructing:
+            return
+        self.stage = pl_module.stage.name
+        self.on_iterate(pl_module.iteration, StepOutput.parse(outputs, self.task.x_shape))
 
-    def on_iterate(self, step: int, x: torch.Tensor, loss: torch.Tensor) -> None:  # pragma: no cover
+    def on_iterate(self, step: int, out: StepOutput) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
     def trace_values(self) -> dict:
@@ -57,14 +97,14 @@ class OracleBest(IterateCallback):
         super().__init__(task, scorer)
         self.best_psnr, self.best_step, self.best_x = float("-inf"), 0, None
 
-    def on_iterate(self, step, x, loss):
-        psnr = self.scorer.psnr(step, x)
+    def on_iterate(self, step, out):
+        psnr = self.scorer.psnr(step, out.x)
         if psnr > self.best_psnr:
-            self.best_psnr, self.best_step, self.best_x = psnr, step, x.clone()
+            self.best_psnr, self.best_step, self.best_x = psnr, step, out.x.clone()
 
     def summary(self):
         ssim = self.task.ssim(self.best_x) if self.best_x is not None else float("nan")
-        return {"peak_psnr": self.best_psnr, "peak_step": self.best_step, "peak_ssim": ssim}, {"peak": self.best_x}
+        return {keys.PEAK_PSNR: self.best_psnr, keys.PEAK_STEP: self.best_step, keys.PEAK_SSIM: ssim}, {"peak": self.best_x}
 
 
 class FinalIterate(IterateCallback):
@@ -74,20 +114,20 @@ class FinalIterate(IterateCallback):
         super().__init__(task, scorer)
         self.x, self.step, self.loss = None, 0, float("nan")
 
-    def on_iterate(self, step, x, loss):
-        self.x, self.step, self.loss = x, step, float(loss)
+    def on_iterate(self, step, out):
+        self.x, self.step, self.loss = out.x, step, out.loss
 
     def summary(self):
         if self.x is None:
-            return {"final_psnr": float("nan"), "final_ssim": float("nan"), "final_step": 0}, {}
-        metrics = {"final_psnr": self.task.psnr(self.x), "final_ssim": self.task.ssim(self.x), "final_step": self.step,
-                   "final_loss": self.loss}
+            return {keys.FINAL_PSNR: float("nan"), keys.FINAL_SSIM: float("nan"), keys.FINAL_STEP: 0}, {}
+        metrics = {keys.FINAL_PSNR: self.task.psnr(self.x), keys.FINAL_SSIM: self.task.ssim(self.x),
+                   keys.FINAL_STEP: self.step, keys.FINAL_LOSS: self.loss}
         return metrics, {"final": self.x}
 
 
 class EMAOutput(IterateCallback):
     """Exponential moving average of the iterates, x̄ ← d·x̄ + (1−d)·x^(k) (DeepRED,
-    self-guided DIP; conventions.md §6). Its PSNR is scored only where the trace
+    self-guided DIP; docs/conventions.md §6). Its PSNR is scored only where the trace
     samples it (``psnr_ema``) and at the end, so it costs no metric call per step."""
 
     def __init__(self, task, decay: float = 0.99, scorer=None):
@@ -97,11 +137,13 @@ class EMAOutput(IterateCallback):
         self.step = 0
         self.best_psnr, self.best_step = float("-inf"), 0
 
-    def on_iterate(self, step, x, loss):
-        self.ema = x.clone() if self.ema is None else self.ema.lerp_(x, 1.0 - self.decay)
+    def on_iterate(self, step, out):
+        self.ema = out.x.clone() if self.ema is None else self.ema.lerp_(out.x, 1.0 - self.decay)
         self.step = step
 
     def trace_values(self):
+        if self.ema is None:
+            return {}
         psnr = self.task.psnr(self.ema)
         if psnr > self.best_psnr:
             self.best_psnr, self.best_step = psnr, self.step
@@ -115,71 +157,46 @@ class EMAOutput(IterateCallback):
                 "ema_peak_step_traced": self.best_step if self.best_psnr >= final else self.step}, {"ema": self.ema}
 
 
-class RunningVarianceES(IterateCallback):
-    """Early stopping by running variance (Survey B Algorithm 2 with g = VAR of eq 19).
+class NamedIterates(IterateCallback):
+    """Secondary iterates a method returns by name (HQS's ``u``, a denoised image, …):
+    PSNR at the trace stride (``psnr_<name>``), final and traced-peak PSNR in the metrics,
+    final image stored as ``iterate_<name>``."""
 
-    VAR(k) = (1/W) Σ_{w} ‖x^(w) − x̄‖² over the W iterates ending at iteration k
-    (computed from running sums in float64). Algorithm 2: when g(k) < δ·g_min,
-    g_min ← g(k), k_min ← k; stop once k > k_min + p. The early-stopped image is
-    x^(k_min), the newest iterate of the window with the smallest variance (the one a
-    user stopping online would hold). The run is not stopped: the callback records the
-    stop iteration and the pick, so peak, early-stopped and final are all known.
-    """
-
-    def __init__(self, task, window: int = 100, patience: int = 1000, delta: float = 0.99, scorer=None):
+    def __init__(self, task, scorer=None):
         super().__init__(task, scorer)
-        self.window, self.patience, self.delta = window, patience, delta
-        self.frames: deque[torch.Tensor] = deque()
-        self.sum: torch.Tensor | None = None
-        self.sum_sq = 0.0
-        self.variance = float("nan")
-        self.g_min, self.k_min, self.x_min = float("inf"), None, None
-        self.stop_step: int | None = None
+        self.latest: dict[str, torch.Tensor] = {}
+        self.best: dict[str, tuple[float, int]] = {}
+        self.step = 0
 
-    def on_iterate(self, step, x, loss):
-        frame = x.detach().to(torch.float64)
-        self.frames.append(frame)
-        self.sum = frame.clone() if self.sum is None else self.sum.add_(frame)
-        self.sum_sq += float(frame.pow(2).sum())
-        if len(self.frames) > self.window:
-            old = self.frames.popleft()
-            self.sum.sub_(old)
-            self.sum_sq -= float(old.pow(2).sum())
-        if len(self.frames) < self.window:
-            self.variance = float("nan")
-            return
-        mean = self.sum / self.window
-        self.variance = max(self.sum_sq / self.window - float(mean.pow(2).sum()), 0.0)
-        self.update(step, self.variance, x)
-
-    def update(self, step: int, g: float, x: torch.Tensor | None = None) -> None:
-        """One step of Algorithm 2 for metric value g = g(step)."""
-        if self.stop_step is not None:
-            return
-        if g < self.delta * self.g_min:
-            self.g_min, self.k_min = g, step
-            self.x_min = None if x is None else x.clone()
-        elif step > self.k_min + self.patience:
-            self.stop_step = step
+    def on_iterate(self, step, out):
+        self.latest, self.step = out.iterates, step
 
     def trace_values(self):
-        return {"variance": self.variance}
+        row = {}
+        for name, value in self.latest.items():
+            psnr = self.task.psnr(value)
+            row[keys.iterate_psnr_column(name)] = psnr
+            if psnr > self.best.get(name, (float("-inf"), 0))[0]:
+                self.best[name] = (psnr, self.step)
+        return row
 
     def summary(self):
-        if self.k_min is None:
-            return {"es_psnr": float("nan"), "es_step": None, "es_stop_step": None}, {}
-        metrics = {
-            "es_psnr": self.task.psnr(self.x_min),
-            "es_ssim": self.task.ssim(self.x_min),
-            "es_step": self.k_min,
-            "es_stop_step": self.stop_step,  # None: patience not exhausted before N
-        }
-        return metrics, {"early_stopped": self.x_min}
+        metrics, images = {}, {}
+        for name, value in self.latest.items():
+            final = self.task.psnr(value)
+            peak, peak_step = max(self.best.get(name, (float("-inf"), 0)), (final, self.step))
+            metrics.update({keys.iterate(name, "final_psnr"): final, keys.iterate(name, "peak_psnr"): peak,
+                            keys.iterate(name, "peak_step"): peak_step})
+            images[f"iterate_{name}"] = value
+        return metrics, images
 
 
 class Trace(IterateCallback):
     """Per-iteration trace at a stride, kept in memory (written once by the runner):
-    step, loss, PSNR, SSIM (every ``ssim_every`` rows) and the other callbacks' columns."""
+    step, stage, loss, PSNR, SSIM (every ``ssim_every`` rows), the method's scalars and
+    the other callbacks' columns. Records every stage."""
+
+    reconstruction_only = False
 
     def __init__(self, task, every: int = 10, ssim_every: int = 10, others=(), scorer=None):
         super().__init__(task, scorer)
@@ -188,20 +205,26 @@ class Trace(IterateCallback):
         self.rows: list[dict] = []
         self._last = None
 
-    def on_iterate(self, step, x, loss):
-        self._last = (step, x, loss)
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.reconstructing = pl_module.reconstructing
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_iterate(self, step, out):
+        self._last = (step, out, self.stage, self.reconstructing)
         if step % self.every and step != 1:
             return
-        self._record(step, x, loss)
+        self._record(*self._last)
 
     def on_train_end(self, trainer, pl_module):
         if self._last is not None and (not self.rows or self.rows[-1]["step"] != self._last[0]):
             self._record(*self._last)  # the final iterate is always in the trace
 
-    def _record(self, step, x, loss):
-        row = {"step": step, "loss": float(loss), "psnr": self.scorer.psnr(step, x)}
+    def _record(self, step, out, stage, reconstructing):
+        row = {"step": step, "stage": stage, "loss": out.loss, "psnr": self.scorer.psnr(step, out.x)}
         if len(self.rows) % self.ssim_every == 0:
-            row["ssim"] = self.task.ssim(x)
-        for other in self.others:
-            row.update(other.trace_values())
+            row["ssim"] = self.task.ssim(out.x)
+        row.update(out.scalars)
+        if reconstructing:
+            for other in self.others:
+                row.update(other.trace_values())
         self.rows.append(row)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from reports.collect import add_labels, load_runs
 from reports.figures import psnr_curves, reconstruction_panel
-from reports.tables import paper_comparison, per_run_table, summary_table
+from reports.tables import code_versions, paper_comparison, per_run_table, summary_table
 
 PAPER_TABLES = {"B-T2": Path(__file__).parent / "paper" / "survey_b_table2.csv"}  # numbers of Survey B Table 2
 
@@ -29,8 +29,8 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         failed = suite_runs[suite_runs["status"] != "finished"]
         md = [f"# Suite `{suite}`", "", f"Data: {provenance}.", "", f"Metric: {metric}.", "",
               "PSNR in dB, mean ± std over images and seeds; iterations are medians. "
-              "Peak = oracle best iterate; ES = running-variance early stopping (Survey B Alg. 2); "
-              "final = last iterate.", "", table.to_markdown(index=False), "",
+              f"Peak = oracle best iterate; {_es_legend(suite_runs)}final = last iterate.", "",
+              table.to_markdown(index=False), "",
               "## Per image (mean ± std over seeds)", "", summary_table(suite_runs, by_image=True).to_markdown(index=False),
               "", "## Per run", "",
               per_run_table(suite_runs).to_markdown(index=False)]
@@ -43,6 +43,12 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
                        "Paper numbers are Survey B's (real walnut data, 501², GPU, 10 000 iterations); ours are "
                        f"this suite's setting ({provenance}), so differences measure the setting as much as the code.", "",
                        comparison.to_markdown(index=False) if len(comparison) else "(no method in common)"]
+        versions = code_versions(suite_runs)
+        if len(versions):
+            md += ["", "## Warning: results from different code versions", "",
+                   "These runs were computed by different code (git commit, uncommitted changes or method source); "
+                   "rerun with `--force` or into a fresh results folder to compare like with like.", "",
+                   versions.to_markdown(index=False)]
         if len(failed):
             md += ["", f"## Failed runs ({len(failed)})", "", failed[["run_id", "error"]].to_markdown(index=False)]
         (folder / "table.md").write_text("\n".join(md) + "\n")
@@ -54,3 +60,16 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
             if fig:
                 written.append(fig)
     return written
+
+
+def _es_legend(runs: pd.DataFrame) -> str:
+    from methods.stopping import STOPPING_RULES
+
+    from methods import keys
+
+    rules = keys.es_rules(runs.columns)
+    if not rules:
+        return ""
+    names = [f"{'ES' if len(rules) == 1 else f'ES[{r}]'} = {STOPPING_RULES[r].description if r in STOPPING_RULES else r}"
+             f" ({STOPPING_RULES[r].paper if r in STOPPING_RULES else ''})" for r in rules]
+    return "; ".join(names) + "; "

@@ -29,7 +29,11 @@ def load_runs(results: Path, suite: str | None = None) -> pd.DataFrame:
         row = {"suite": config["suite"], "run_id": config["run_id"], "path": str(run_dir)}
         for section in ("method", "dataset", "run"):
             _flatten(f"{section}.", config[section], row)
-        row.update({k: v for k, v in metrics.items() if k != "traceback"})
+        for key, value in metrics.items():
+            if isinstance(value, dict):
+                _flatten(f"{key}.", value, row)  # code.git_commit, versions.torch, …
+            elif key != "traceback":
+                row[key] = value
         experiment = store.suite_info(config["suite"]).get("experiment") or []
         row["suite_experiment"] = ",".join([experiment] if isinstance(experiment, str) else experiment)
         row["paper_method"] = paper_method_name(row)

@@ -14,7 +14,18 @@ import seaborn as sns  # noqa: E402
 
 from reports.collect import load_trace  # noqa: E402
 
-MARKS = {"peak": ("peak_step", "peak_psnr", "^"), "early stop": ("es_step", "es_psnr", "o"), "final": ("final_step", "final_psnr", "s")}
+from methods import keys  # noqa: E402
+from reports.tables import primary_rule  # noqa: E402
+
+
+def marks(runs: pd.DataFrame) -> dict:
+    """Marker per point of interest: (step key, PSNR key, marker); ES is the primary rule."""
+    out = {"peak": (keys.PEAK_STEP, keys.PEAK_PSNR, "^")}
+    rule = primary_rule(runs)
+    if rule:
+        out[f"early stop ({rule})"] = (keys.es(rule, "step"), keys.es(rule, "psnr"), "o")
+    out["final"] = (keys.FINAL_STEP, keys.FINAL_PSNR, "s")
+    return out
 
 
 def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
@@ -27,14 +38,20 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     traces = []
     for _, r in dip.iterrows():
         t = load_trace(r["path"])
-        if not t.empty:
-            t = t[["step", "psnr"]].assign(method=r["method_label"], run=r["run_id"], seed=r["run.seed"],
-                                          panel=f"{r['setting']} | {r['image']}")
-            traces.append(t)
+        if t.empty:
+            continue
+        t = t[t["step"] >= 1] if "step" in t else t  # the reconstruction stage
+        named = [c for c in t.columns if c.startswith("psnr_") and c != "psnr_ema"]  # named iterates (u, …)
+        for column in ["psnr", *named]:
+            part = t[["step", column]].dropna().rename(columns={column: "psnr"})
+            traces.append(part.assign(method=r["method_label"], run=f"{r['run_id']}/{column}", seed=r["run.seed"],
+                                      iterate="x" if column == "psnr" else column.removeprefix("psnr_"),
+                                      panel=f"{r['setting']} | {r['image']}"))
     data = pd.concat(traces, ignore_index=True)
     panels = list(dict.fromkeys(data["panel"]))
     palette = dict(zip(sorted(data["method"].unique()), sns.color_palette("tab10")))
-    grid = sns.relplot(data=data, x="step", y="psnr", hue="method", units="run", estimator=None, kind="line",
+    style = {"style": "iterate"} if data["iterate"].nunique() > 1 else {}
+    grid = sns.relplot(data=data, x="step", y="psnr", hue="method", units="run", estimator=None, kind="line", **style,
                        col="panel", col_order=panels, col_wrap=min(3, len(panels)), height=3.2, aspect=1.3,
                        palette=palette, linewidth=1, alpha=0.85, facet_kws={"sharey": False})
     for panel, ax in zip(panels, grid.axes.flat):
@@ -45,14 +62,14 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
                 ax.axhline(r["final_psnr"], ls="--", lw=0.8, color="grey")
                 ax.annotate(r["method_label"], (ax.get_xlim()[0], r["final_psnr"]), fontsize=6, color="grey", va="bottom")
                 continue
-            for mark, (step_key, psnr_key, marker) in MARKS.items():
+            for mark, (step_key, psnr_key, marker) in marks(done).items():
                 if pd.notna(r.get(step_key)) and pd.notna(r.get(psnr_key)):
                     ax.scatter(r[step_key], r[psnr_key], marker=marker, s=28, color=palette[r["method_label"]],
                                edgecolor="black", linewidths=0.5, zorder=5, label=None)
         ax.set_title(panel, fontsize=7)
         ax.set_xlabel("iteration")
         ax.set_ylabel("PSNR [dB]")
-    handles = [plt.Line2D([], [], marker=m, ls="", color="black", label=k) for k, (_, _, m) in MARKS.items()]
+    handles = [plt.Line2D([], [], marker=m, ls="", color="black", label=k) for k, (_, _, m) in marks(done).items()]
     grid.figure.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
     grid.figure.suptitle(title, fontsize=9, y=1.02)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,18 +92,20 @@ def reconstruction_panel(runs: pd.DataFrame, title: str, out: Path) -> Path | No
     if done.empty:
         return None
     first = done.sort_values("run.seed").groupby(["setting", "image", "method_label"], sort=False).head(1)
+    rule = primary_rule(done)
     columns = ["gt", "degraded", "peak", "early_stopped", "final"]
+    stored = {"early_stopped": f"es_{rule}"}  # image names in images.npz
     fig, axes = plt.subplots(len(first), len(columns), figsize=(2.0 * len(columns), 2.1 * len(first)), squeeze=False)
     for row_axes, (_, r) in zip(axes, first.iterrows()):
         path = Path(r["path"]) / "images.npz"
         images = np.load(path) if path.exists() else {}
         for ax, key in zip(row_axes, columns):
             ax.axis("off")
-            if key in images:
-                img, cmap = _display(images[key])
+            if stored.get(key, key) in images:
+                img, cmap = _display(images[stored.get(key, key)])
                 ax.imshow(img, cmap=cmap, vmin=0 if cmap else None, vmax=float(np.max(img)) if cmap else None)
-            psnr = {"peak": r.get("peak_psnr"), "early_stopped": r.get("es_psnr"), "final": r.get("final_psnr"),
-                    "degraded": r.get("degraded_psnr")}.get(key)
+            psnr = {"peak": r.get(keys.PEAK_PSNR), "early_stopped": r.get(keys.es(rule, "psnr")) if rule else None,
+                    "final": r.get(keys.FINAL_PSNR), "degraded": r.get(keys.DEGRADED_PSNR)}.get(key)
             label = key.replace("_", " ") + (f"\n{psnr:.2f} dB" if psnr is not None and pd.notna(psnr) else "")
             ax.set_title(label, fontsize=7)
         row_axes[0].text(-0.1, 0.5, f"{r['method_label']}\n{r['image']}", transform=row_axes[0].transAxes,

@@ -5,14 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-COLUMNS = {
-    "peak_psnr": "Peak PSNR",
-    "peak_step": "Peak iter",
-    "es_psnr": "ES PSNR",
-    "es_step": "ES iter",
-    "final_psnr": "Final PSNR",
-    "final_ssim": "Final SSIM",
-}
+from methods import keys
+
+
+def primary_rule(runs: pd.DataFrame) -> str | None:
+    """The stopping rule shown as "ES": Survey B's Algorithm 2 when present, else the first."""
+    rules = keys.es_rules(runs.columns)
+    return "running_variance" if "running_variance" in rules else (rules[0] if rules else None)
+
+
+def metric_columns(runs: pd.DataFrame) -> dict[str, str]:
+    """Metric key → table title: peak, each stopping rule's pick (one rule: "ES"), final."""
+    columns = {keys.PEAK_PSNR: "Peak PSNR", keys.PEAK_STEP: "Peak iter"}
+    rules = keys.es_rules(runs.columns)
+    for rule in rules:
+        tag = "ES" if len(rules) == 1 else f"ES[{rule}]"
+        columns.update({keys.es(rule, "psnr"): f"{tag} PSNR", keys.es(rule, "step"): f"{tag} iter"})
+    columns.update({keys.FINAL_PSNR: "Final PSNR", keys.FINAL_SSIM: "Final SSIM"})
+    return columns
 
 
 def _mean_std(values: pd.Series, digits: int = 2) -> str:
@@ -37,30 +47,37 @@ def summary_table(runs: pd.DataFrame, by_image: bool = False) -> pd.DataFrame:
     rows = []
     for group_key, group in done.groupby(keys, sort=False):
         row = {"Setting": group_key[0], **({"Image": group_key[1]} if by_image else {}), "Method": group_key[-1]}
-        for key, title in COLUMNS.items():
+        for key, title in metric_columns(done).items():
             if key not in group:
                 continue
-            row[title] = _median_int(group[key]) if key.endswith("_step") else _mean_std(group[key], 3 if "ssim" in key else 2)
+            is_step = key.endswith("_step") or key.endswith(".step")
+            row[title] = _median_int(group[key]) if is_step else _mean_std(group[key], 3 if "ssim" in key else 2)
         row["Runs"] = len(group)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def per_run_table(runs: pd.DataFrame) -> pd.DataFrame:
-    cols = ["setting", "method_label", "image", "run.seed", "peak_psnr", "peak_step", "es_psnr", "es_step",
-            "final_psnr", "degraded_psnr", "wall_time_s", "status"]
+    es_cols = [k for rule in keys.es_rules(runs.columns) for k in (keys.es(rule, "psnr"), keys.es(rule, "step"))]
+    cols = ["setting", "method_label", "image", "run.seed", keys.PEAK_PSNR, keys.PEAK_STEP, *es_cols, keys.FINAL_PSNR,
+            keys.DEGRADED_PSNR, "wall_time_s", "status"]
     present = [c for c in cols if c in runs]
     return runs[present].sort_values(present[:4]).round(2)
 
 
 def paper_comparison(summary_runs: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Ours (mean over runs) next to the paper's numbers for the methods both have:
-    per metric the paper value, ours, and ours − paper."""
+    per metric the paper value, ours, and ours − paper. Our ES is Survey B's Algorithm 2
+    (the ``running_variance`` rule), as in the paper."""
     done = summary_runs[summary_runs["status"] == "finished"]
-    ours = done.groupby("paper_method")[["peak_psnr", "peak_step", "es_psnr", "es_step", "final_psnr"]].agg(
-        lambda v: pd.to_numeric(v, errors="coerce").mean())
-    ours = ours.rename(columns={"peak_step": "peak_iter", "es_step": "es_iter"})
-    merged = paper.set_index("method").join(ours, rsuffix="_ours", how="inner")
+    rule = primary_rule(done) or "running_variance"
+    wanted = {keys.PEAK_PSNR: "peak_psnr", keys.PEAK_STEP: "peak_iter", keys.es(rule, "psnr"): "es_psnr",
+              keys.es(rule, "step"): "es_iter", keys.FINAL_PSNR: "final_psnr"}
+    present = [k for k in wanted if k in done]
+    ours = done.groupby("paper_method")[present].agg(lambda v: pd.to_numeric(v, errors="coerce").mean())
+    ours = ours.rename(columns=wanted).reindex(columns=list(wanted.values()))
+    ours.columns = [f"{c}_ours" for c in ours.columns]
+    merged = paper.set_index("method").join(ours, how="inner")
     columns = []
     for key in ("peak_psnr", "peak_iter", "es_psnr", "es_iter", "final_psnr"):
         if key.endswith("psnr"):
@@ -69,3 +86,14 @@ def paper_comparison(summary_runs: pd.DataFrame, paper: pd.DataFrame) -> pd.Data
         else:
             columns += [key, f"{key}_ours"]
     return merged[columns].reset_index().round(2)
+
+
+def code_versions(runs: pd.DataFrame) -> pd.DataFrame:
+    """Distinct code versions (git commit, dirty flag, method source hash) among the runs."""
+    cols = [c for c in ("code.git_commit", "code.git_dirty", "code.method_source_sha256", "method.name") if c in runs]
+    if not cols:
+        return pd.DataFrame()
+    versions = runs[cols].astype(str).drop_duplicates()
+    by_method = versions.groupby("method.name").size() if "method.name" in versions else pd.Series(dtype=int)
+    commits = versions["code.git_commit"].nunique() if "code.git_commit" in versions else 1
+    return versions if (by_method > 1).any() or commits > 1 else pd.DataFrame()

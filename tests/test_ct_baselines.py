@@ -2,8 +2,9 @@
 import pytest
 import torch
 
+from benchmark.config import ConfigError, IncompatibleError, resolve
+
 from datamodules.tasks.ct import AAPMConfig, build_aapm
-from datamodules.tasks.denoising import DenoisingConfig, build_denoising
 from methods.baselines.fbp import FBP, FBPConfig
 from methods.baselines.tv import TV, TVConfig
 from methods.registry import load_all
@@ -23,22 +24,25 @@ def test_ct_baselines_are_registered():
 
 
 def test_fbp_returns_the_task_fbp_image(ct_task):
-    baseline = FBP(FBPConfig(), ct_task)
+    baseline = FBP(FBPConfig(), ct_task.measurement())
     assert torch.equal(baseline.reconstruct(), ct_task.extras["fbp"])
     assert baseline.info["fbp_method"] == ct_task.info["fbp_method"]
-    with pytest.raises(ValueError, match="CT task"):
-        FBP(FBPConfig(), build_denoising(DenoisingConfig(crop=16))).reconstruct()
+    with pytest.raises(IncompatibleError, match="needs fbp"):
+        resolve({"method": {"name": "fbp"}, "dataset": {"name": "denoising"}})
 
 
 def test_tv_sweep_beats_fbp_and_records_the_choice(ct_task):
     sweep = [1e-4, 1e-3, 1e-2]
-    baseline = TV(TVConfig(lam_sweep=sweep, iterations=80, trace_every=10), ct_task)
+    baseline = TV(TVConfig(lam_sweep=sweep, iterations=80, trace_every=10), ct_task.measurement(), oracle=ct_task.psnr)
     x = baseline.reconstruct()
     psnr = ct_task.psnr(x)
     assert psnr > ct_task.psnr(ct_task.degraded) + 1
     info = baseline.info
     assert info["tv_lambda_swept"] == sweep and len(info["tv_sweep_psnr"]) == 3
     assert info["tv_lambda"] in sweep and max(info["tv_sweep_psnr"]) == pytest.approx(psnr)
+    assert info["tv_lambda_tuning"].startswith("oracle")
+    with pytest.raises(ValueError, match="needs the ground truth"):
+        TV(TVConfig(lam_sweep=sweep), ct_task.measurement()).reconstruct()  # no oracle, no sweep
     steps = [row["step"] for row in baseline.trace]
     assert steps == list(range(10, 81, 10)) and {"step", "loss", "psnr"} <= set(baseline.trace[0])
     losses = [row["loss"] for row in baseline.trace]
@@ -47,14 +51,14 @@ def test_tv_sweep_beats_fbp_and_records_the_choice(ct_task):
 
 
 def test_tv_with_a_fixed_weight_runs_once_and_more_weight_means_less_variation(ct_task):
-    tv = lambda lam: TV(TVConfig(lam=lam, iterations=60, trace_every=20, init="zero"), ct_task)  # noqa: E731
+    tv = lambda lam: TV(TVConfig(lam=lam, iterations=60, trace_every=20, init="zero"), ct_task.measurement())  # noqa: E731
     smooth, rough = tv(1e-1), tv(1e-5)
     xs, xr = smooth.reconstruct(), rough.reconstruct()
     assert smooth.info["tv_lambda_swept"] == [1e-1]
     total_variation = lambda x: float((x.diff(dim=-1).abs().sum() + x.diff(dim=-2).abs().sum()))  # noqa: E731
     assert total_variation(xs) < 0.5 * total_variation(xr)
-    with pytest.raises(ValueError, match="fbp, zero"):
-        TV(TVConfig(lam=1e-3, init="adjoint"), ct_task).reconstruct()
+    with pytest.raises(ConfigError, match="fbp, zero"):
+        resolve({"method": {"name": "tv", "init": "adjoint"}, "dataset": {"name": "aapm"}})
 
 
 @pytest.mark.slow
@@ -67,7 +71,7 @@ def test_vanilla_dip_on_a_tiny_walnut_beats_fbp(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DIPBENCH_CACHE", str(tmp_path / "cache"))
     dataset = {"name": "walnut", "root": str(shared_data("walnut")), "image_size": 32}
-    run = {"max_steps": 200, "trace_every": 10, "es_window": 10, "es_patience": 50, "save_images": False}
+    run = {"max_steps": 200, "trace_every": 10, "stopping": {"running_variance": {"window": 10, "patience": 50}}, "save_images": False}
     method = {"name": "vanilla_dip", "lr": 0.01, "input": "fbp", "net": {"scales": 3, "channels": 16, "skip_channels": [0, 4, 4]}}
     metrics = execute(resolve({"method": method, "dataset": dataset, "run": run}), "ct", RunStore(tmp_path))
     assert metrics["status"] == "finished", metrics.get("traceback")
@@ -84,7 +88,7 @@ def test_vanilla_dip_runs_on_sparse_view_aapm_and_beats_fbp(tmp_path, monkeypatc
 
     monkeypatch.setenv("DIPBENCH_CACHE", str(tmp_path / "cache"))
     dataset = {"name": "aapm", "image_size": 32}
-    run = {"max_steps": 200, "trace_every": 10, "es_window": 10, "es_patience": 50, "save_images": False}
+    run = {"max_steps": 200, "trace_every": 10, "stopping": {"running_variance": {"window": 10, "patience": 50}}, "save_images": False}
     method = {"name": "vanilla_dip", "lr": 0.01, "input": "fbp", "net": {"scales": 3, "channels": 16, "skip_channels": [0, 4, 4]}}
     metrics = execute(resolve({"method": method, "dataset": dataset, "run": run}), "ct", RunStore(tmp_path))
     assert metrics["status"] == "finished", metrics.get("traceback")

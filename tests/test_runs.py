@@ -14,7 +14,7 @@ TINY = {
     "method": {"name": "vanilla_dip", "lr": 0.01,
                "net": {"scales": 3, "channels": 16, "skip_channels": [0, 4, 4]}},
     "dataset": {"name": "denoising", "image": "coffee", "crop": 32, "sigma": 50},
-    "run": {"max_steps": 150, "trace_every": 5, "es_window": 10, "es_patience": 50},
+    "run": {"max_steps": 150, "trace_every": 5, "stopping": {"running_variance": {"window": 10, "patience": 50}}},
 }
 
 
@@ -29,7 +29,7 @@ def test_tiny_run_loss_decreases_and_peak_beats_the_noisy_input(tmp_path):
     assert trace["loss"].iloc[-5:].mean() < 0.5 * trace["loss"].iloc[:3].mean()
     assert metrics["peak_psnr"] > metrics["degraded_psnr"] + 3
     assert 1 <= metrics["peak_step"] <= 150 and metrics["final_step"] == 150
-    assert {"step", "loss", "psnr", "ssim", "psnr_ema", "variance"} <= set(trace.columns)
+    assert {"step", "stage", "loss", "psnr", "ssim", "psnr_ema", "es.running_variance.g"} <= set(trace.columns)
     run_dir = next(tmp_path.glob("t/*"))
     assert {"config.json", "metrics.json", "trace.parquet", "images.npz", "gt.png", "peak.png"} <= {p.name for p in run_dir.iterdir()}
 
@@ -50,7 +50,7 @@ def _suite_file(tmp_path, max_steps=20):
     path.write_text(
         "name: tiny\nmethods: [vanilla_dip, degraded]\ndatasets: [denoising]\nseeds: [0]\n"
         f"set:\n  dataset.crop: 24\n  method.net: {{scales: 2, channels: 8, skip_channels: [0, 4]}}\n"
-        f"  run.max_steps: {max_steps}\n  run.es_window: 5\n"
+        f"  run.max_steps: {max_steps}\n  run.stopping.running_variance.window: 5\n"
         "grid:\n  dataset.image: [coffee, astronaut]\n")
     return path
 

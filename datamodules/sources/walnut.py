@@ -18,11 +18,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import scipy.io
 import scipy.sparse
 
+from datamodules.schema import NonNegativeInt, PositiveFloat, PositiveInt, Range
 from datamodules.sources.paths import MissingDataError
 
 GT_256_FILE = "walnut_gt_256_float32.npy"
@@ -50,14 +52,14 @@ HOW_TO_GET = (
 class WalnutLayout:
     """Which part of the real data set forms the 2D problem (walnut-geometry.md)."""
 
-    walnut_id: int = 1
-    orbit_id: int = 2
-    angular_sub_sampling: int = 20  # 1200 → 60 angles
-    column_sub_sampling: int = 6  # 768 → 128 columns (centred: first column 2)
-    first_row: int = 474  # detector rows first_row … first_row + num_rows − 1 …
-    num_rows: int = 9  # … from which proj_mask keeps one per (angle, column)
-    slice_index: int = 253  # ground truth full_AGD_50_000253.tiff (centre 250 + offset 3)
-    scale: float = 14.0  # measurements and ground truth are multiplied by this
+    walnut_id: Annotated[int, Range(ge=1, le=42)] = 1  # the data set has 42 walnuts
+    orbit_id: Literal[1, 2, 3] = 2  # source heights tubeV1…3
+    angular_sub_sampling: PositiveInt = 20  # 1200 → 60 angles
+    column_sub_sampling: PositiveInt = 6  # 768 → 128 columns (centred: first column 2)
+    first_row: NonNegativeInt = 474  # detector rows first_row … first_row + num_rows − 1 …
+    num_rows: PositiveInt = 9  # … from which proj_mask keeps one per (angle, column)
+    slice_index: NonNegativeInt = 253  # ground truth full_AGD_50_000253.tiff (centre 250 + offset 3)
+    scale: PositiveFloat = 14.0  # measurements and ground truth are multiplied by this
     matrix: str | None = None  # path of the .mat; default <root>/<published file name>
 
 

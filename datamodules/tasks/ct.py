@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from datamodules.operators.ct import CTOperator, fan_geometry, fbp_image, parallel_geometry
 from datamodules.operators.sparse import SparseMatrixOperator
 from datamodules.registry import register_dataset
+from datamodules.schema import ImageSize, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from datamodules.sources import walnut as walnut_src
 from datamodules.sources.dicom import hu_to_unit, load_ct_slice
 from datamodules.sources.paths import find_data_root
@@ -61,17 +63,24 @@ def _fbp_extras(op, y, iterations: int) -> tuple[torch.Tensor, str]:
 
 @dataclass
 class WalnutConfig:
-    source: str = "simulated"  # simulated (real slice, simulated data) | real (Zenodo layout + published matrix)
+    # simulated (real slice, simulated data) | real (Zenodo layout + published matrix)
+    source: Literal["simulated", "real"] = "simulated"
     root: str | None = None  # walnut folder (default: $DIPBENCH_DATA/walnut, data/walnut, ../shared/data/walnut)
-    image_size: int = 256  # simulated: the 256² real slice resized to this size
-    geometry: str = "fan"  # simulated: fan (full circle, walnut scanner proportions) | parallel (half circle)
-    n_angles: int = 60  # simulated
-    n_detectors: int | None = None  # simulated: None = min(128, image_size) (the real 128 columns, capped)
-    projector: str = "strip"  # simulated: ASTRA CPU projector line | strip | linear (parallel only)
-    noise: float = 0.01  # simulated: Gaussian noise std as a fraction of mean |Ax|
-    noise_seed: int = 0
-    fbp_iterations: int = 10  # LSQR iterations of the "FBP" image for fan beam and the real matrix
+    image_size: ImageSize = 256  # simulated: the 256² real slice resized to this size
+    # simulated: fan (full circle, walnut scanner proportions) | parallel (half circle)
+    geometry: Literal["fan", "parallel"] = "fan"
+    n_angles: PositiveInt = 60  # simulated
+    n_detectors: PositiveInt | None = None  # simulated: None = min(128, image_size) (the real 128 columns, capped)
+    projector: Literal["line", "strip", "linear"] = "strip"  # simulated: ASTRA CPU projector (linear: parallel only)
+    noise: NonNegativeFloat = 0.01  # simulated: Gaussian noise std as a fraction of mean |Ax|
+    noise_seed: NonNegativeInt = 0
+    fbp_iterations: PositiveInt = 10  # LSQR iterations of the "FBP" image for fan beam and the real matrix
     real: walnut_src.WalnutLayout = field(default_factory=walnut_src.WalnutLayout)  # source=real only
+
+    def __post_init__(self):
+        if self.geometry == "fan" and self.projector == "linear":
+            raise ValueError("projector=linear is parallel-beam only (ASTRA CPU): use line or strip, "
+                             "or geometry=parallel")
 
 
 def _simulated_walnut(cfg: WalnutConfig, folder) -> tuple:
@@ -83,10 +92,8 @@ def _simulated_walnut(cfg: WalnutConfig, folder) -> tuple:
         angles = np.linspace(0, 2 * np.pi, cfg.n_angles, endpoint=False)
         geom = fan_geometry(n, angles, n_det, walnut_src.SOURCE_ORIGIN_MM / pixel_mm,
                             walnut_src.ORIGIN_DETECTOR_MM / pixel_mm, cfg.projector)
-    elif cfg.geometry == "parallel":
-        geom = parallel_geometry(n, np.linspace(0, np.pi, cfg.n_angles, endpoint=False), n_det, cfg.projector)
     else:
-        raise ValueError(f"unknown dataset.geometry {cfg.geometry!r}; valid: fan, parallel")
+        geom = parallel_geometry(n, np.linspace(0, np.pi, cfg.n_angles, endpoint=False), n_det, cfg.projector)
     op = CTOperator(geom, scale=pixel_mm)  # line integrals in mm, as the real data
     gt = gt[None, None]
     clean = op.A(gt)
@@ -110,15 +117,14 @@ def _real_walnut(cfg: WalnutConfig, folder) -> tuple:
     return gt, y, op, data.label, {"m": int(data.y.size), "scale": cfg.real.scale}
 
 
-@register_dataset("walnut", WalnutConfig, "Walnut μCT slice, sparse-view (Survey B Table 2): real data or simulated on the real slice")
+@register_dataset("walnut", WalnutConfig, "Walnut μCT slice, sparse-view (Survey B Table 2): real data or simulated on the real slice",
+                  capabilities={"linear", "fbp", "ct", "real_image"}, smoke_config={"image_size": 32, "n_angles": 8})
 def build_walnut(cfg: WalnutConfig) -> Task:
     folder = find_data_root("walnut", cfg.root, walnut_src.HOW_TO_GET)
     if cfg.source == "simulated":
         gt, y, op, label, info = _simulated_walnut(cfg, folder)
-    elif cfg.source == "real":
-        gt, y, op, label, info = _real_walnut(cfg, folder)
     else:
-        raise ValueError(f"unknown dataset.source {cfg.source!r}; valid: simulated, real")
+        gt, y, op, label, info = _real_walnut(cfg, folder)
     fbp, how = _fbp_extras(op, y, cfg.fbp_iterations)
     return Task(
         name="walnut",
@@ -135,19 +141,24 @@ def build_walnut(cfg: WalnutConfig) -> Task:
 
 @dataclass
 class AAPMConfig:
-    source: str = "embedded"  # embedded (real head CT in the pydicom-data wheel) | aapm (AAPM/Mayo DICOM/IMA folder)
+    # embedded (real head CT in the pydicom-data wheel) | aapm (AAPM/Mayo DICOM/IMA folder)
+    source: Literal["embedded", "aapm"] = "embedded"
     root: str | None = None  # aapm folder (default: $DIPBENCH_DATA/aapm, data/aapm, ../shared/data/aapm)
     image: str | int = 0  # aapm: index into the sorted file list, or a file name/stem
-    image_size: int = 256
-    n_views: int = 18
-    n_total_views: int = 180  # candidate angles, equispaced over [0, π)
-    view_selection: str = "equispaced"  # equispaced | random
-    view_seed: int = 0  # random view selection
-    n_detectors: int | None = None  # None = ⌈√2·image_size⌉ unit-spaced bins
-    projector: str = "strip"  # ASTRA CPU parallel projector: line | strip | linear
-    hu_max: float | None = None  # HU mapped to 1; None = the slice's maximum
-    poisson_i0: float | None = None  # photons per ray for Poisson noise; None = noiseless post-log data
-    noise_seed: int = 0
+    image_size: ImageSize = 256
+    n_views: PositiveInt = 18
+    n_total_views: PositiveInt = 180  # candidate angles, equispaced over [0, π)
+    view_selection: Literal["equispaced", "random"] = "equispaced"
+    view_seed: NonNegativeInt = 0  # random view selection
+    n_detectors: PositiveInt | None = None  # None = ⌈√2·image_size⌉ unit-spaced bins
+    projector: Literal["line", "strip", "linear"] = "strip"  # ASTRA CPU parallel projector
+    hu_max: PositiveFloat | None = None  # HU mapped to 1; None = the slice's maximum
+    poisson_i0: PositiveFloat | None = None  # photons per ray for Poisson noise; None = noiseless post-log data
+    noise_seed: NonNegativeInt = 0
+
+    def __post_init__(self):
+        if self.n_views > self.n_total_views:
+            raise ValueError(f"n_views = {self.n_views} exceeds n_total_views = {self.n_total_views}")
 
 
 def select_views(n_views: int, n_total: int, how: str, seed: int) -> np.ndarray:
@@ -169,7 +180,9 @@ def poisson_post_log(clean: torch.Tensor, i0: float, mu_scale: float, seed: int)
     return (-torch.log(counts / i0) / mu_scale).to(clean.dtype)
 
 
-@register_dataset("aapm", AAPMConfig, "sparse-view parallel-beam CT of a real CT slice, 18 of 180 views (Survey A Fig 5)")
+@register_dataset("aapm", AAPMConfig, "sparse-view parallel-beam CT of a real CT slice, 18 of 180 views (Survey A Fig 5)",
+                  capabilities={"linear", "fbp", "ct", "real_image"},
+                  smoke_config={"image_size": 32, "n_views": 6, "n_total_views": 30})
 def build_aapm(cfg: AAPMConfig) -> Task:
     hu, spacing, label = load_ct_slice(cfg.source, cfg.image, cfg.root)
     x, norm = hu_to_unit(hu, cfg.hu_max)

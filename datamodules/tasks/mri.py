@@ -20,12 +20,14 @@ max |Aᴴy| = 1 (a measurement-only choice; PSNR is unaffected).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
 from datamodules.operators.mri import MultiCoilMRI, magnitude, sense_least_squares
 from datamodules.registry import register_dataset
+from datamodules.schema import ImageSize, NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
 from datamodules.sources.paths import find_data_root
 from datamodules.task import ImageMetric, Task
 
@@ -39,22 +41,31 @@ BART_BRAIN_HOW_TO_GET = (
 
 @dataclass
 class FastMRIKneeConfig:
-    source: str = "embedded"  # embedded (semi-synthetic, offline) | fastmri (.h5) | bart_brain (real, pre-undersampled)
+    # embedded (semi-synthetic, offline) | fastmri (.h5) | bart_brain (real, pre-undersampled)
+    source: Literal["embedded", "fastmri", "bart_brain"] = "embedded"
     root: str | None = None  # fastmri: folder of .h5 files or one .h5 file; bart_brain: folder with bart_brain_ksp.cfl
     file: str | None = None  # fastmri: file name in root (default: first .h5 in name order)
-    slice: int | None = None  # fastmri: slice index (default: middle slice)
-    image: str = "shoulder"  # embedded: shoulder | abdomen | head_small (see sources/mr_images.py)
-    image_size: int | None = None  # embedded: resize the image to this size before cropping (None = crop size)
-    crop: int | None = 320  # centre crop of the image in pixels (fastMRI: 320); None or larger = whole image
-    coils: int | None = None  # keep the first N coils (None = all; embedded simulates 15)
-    acceleration: int = 4  # Cartesian undersampling factor (bart_brain: unused, its measured sampling is kept)
-    center_fraction: float = 0.08  # fraction of fully sampled central k-space columns
-    mask_type: str = "equispaced"  # equispaced (fastMRI EquispacedMaskFractionFunc) | random (RandomMaskFunc)
-    mask_seed: int = 0
-    coil_maps: str = "auto"  # auto (simulated for embedded, bart otherwise) | bart | simulated (embedded only)
+    slice: int | None = None  # fastmri: slice index (default: middle slice; negative counts from the end)
+    image: Literal["shoulder", "abdomen", "head_small"] = "shoulder"  # embedded (see sources/mr_images.py)
+    image_size: ImageSize | None = None  # embedded: resize the image to this size before cropping (None = crop size)
+    crop: ImageSize | None = 320  # centre crop of the image in pixels (fastMRI: 320); None or larger = whole image
+    coils: PositiveInt | None = None  # keep the first N coils (None = all; embedded simulates 15)
+    acceleration: PositiveInt = 4  # Cartesian undersampling factor (bart_brain: unused, its measured sampling is kept)
+    center_fraction: Probability = 0.08  # fraction of fully sampled central k-space columns
+    # equispaced (fastMRI EquispacedMaskFractionFunc) | random (RandomMaskFunc)
+    mask_type: Literal["equispaced", "random"] = "equispaced"
+    mask_seed: NonNegativeInt = 0
+    # auto (simulated for embedded, bart otherwise) | bart | simulated (embedded only)
+    coil_maps: Literal["auto", "bart", "simulated"] = "auto"
     ecalib_options: str = "-m1"  # options of `bart ecalib` (part of the map cache key)
-    noise_std: float | None = None  # embedded: std of each real/imag k-space component, image max = 1 (default 0.01)
-    noise_seed: int = 0
+    # embedded: std of each real/imag k-space component, image max = 1 (None: 0.01)
+    noise_std: NonNegativeFloat | None = None
+    noise_seed: NonNegativeInt = 0
+
+    def __post_init__(self):
+        if self.source != "embedded" and (self.coil_maps == "simulated" or self.noise_std is not None):
+            raise ValueError(f"source={self.source} is measured data: coil_maps=simulated and noise_std apply to "
+                             "source=embedded only")
 
 
 def cartesian_mask(height: int, width: int, acceleration: int, center_fraction: float, mask_type: str, seed: int):
@@ -214,14 +225,10 @@ def _metric_description(h: int, w: int) -> str:
     "fastmri_knee",
     FastMRIKneeConfig,
     "multi-coil MRI y = M F S x, 4x Cartesian (fastMRI knee .h5 | semi-synthetic embedded MR image | real BART brain)",
+    capabilities={"linear", "mri_multicoil", "complex_image"},
+    smoke_config={"crop": 32, "coils": 4},
 )
 def build_mri(cfg: FastMRIKneeConfig) -> Task:
-    if cfg.source not in SOURCES:
-        raise KeyError(f"unknown MRI source {cfg.source!r}; valid: {', '.join(SOURCES)}")
-    if cfg.coil_maps not in ("auto", "bart", "simulated"):
-        raise ValueError(f"unknown coil_maps {cfg.coil_maps!r}; valid: auto, bart, simulated")
-    if cfg.source != "embedded" and (cfg.coil_maps == "simulated" or cfg.noise_std is not None):
-        raise ValueError(f"source={cfg.source} is measured data: coil_maps=simulated and noise_std apply to source=embedded only")
     gt, y, mask, maps, provenance, info = SOURCES[cfg.source](cfg)
 
     physics = MultiCoilMRI(torch.from_numpy(maps), mask)

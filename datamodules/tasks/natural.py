@@ -9,6 +9,7 @@ seed (``noise_seed``) and added after the operator. PSNR: full image, data range
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 
@@ -16,6 +17,7 @@ from datamodules.operators.blur import BlurOperator, make_kernel
 from datamodules.operators.inpainting import MaskOperator, make_mask
 from datamodules.operators.nonlinear_blur import LearnedBlur, NonlinearBlur
 from datamodules.registry import register_dataset
+from datamodules.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from datamodules.task import ImageMetric, Task
 from datamodules.tasks.denoising import NaturalImageConfig, gaussian_noise, natural_image
 
@@ -24,6 +26,7 @@ from datamodules.tasks.denoising import NaturalImageConfig, gaussian_noise, natu
 DPS_SIGMA = 0.05 * 255
 
 FULL_IMAGE_PSNR = "PSNR on the full image, data range 1"
+NATURAL_LINEAR = {"linear", "real_image", "natural_image"}
 
 
 def _noise_note(sigma: float) -> str:
@@ -39,14 +42,16 @@ def _metric() -> ImageMetric:
 
 @dataclass
 class InpaintingConfig(NaturalImageConfig):
-    mask_type: str = "random"  # random (missing pixels) | box (one rectangular hole) | blocks (missing square blocks)
-    hole_ratio: float = 0.25  # fraction of missing pixels (Survey A Fig 5: 0.25)
-    block_size: int = 8  # cell size of mask_type=blocks
-    mask_seed: int = 0  # seed of the mask (fixed across DIP seeds)
-    sigma: float = 0.0  # noise std on the observed pixels, 0–255 scale
+    # random (missing pixels) | box (one rectangular hole) | blocks (missing square blocks)
+    mask_type: Literal["random", "box", "blocks"] = "random"
+    hole_ratio: Annotated[float, Range(ge=0, lt=1)] = 0.25  # fraction of missing pixels (Survey A Fig 5: 0.25)
+    block_size: PositiveInt = 8  # cell size of mask_type=blocks
+    mask_seed: NonNegativeInt = 0  # seed of the mask (fixed across DIP seeds)
+    sigma: NonNegativeFloat = 0.0  # noise std on the observed pixels, 0–255 scale
 
 
-@register_dataset("inpainting", InpaintingConfig, "inpainting of a natural image (real image, simulated hole mask, Survey A Fig 5)")
+@register_dataset("inpainting", InpaintingConfig, "inpainting of a natural image (real image, simulated hole mask, Survey A Fig 5)",
+                  capabilities=NATURAL_LINEAR, smoke_config={"crop": 16})
 def build_inpainting(cfg: InpaintingConfig) -> Task:
     gt, label = natural_image(cfg)
     mask = make_mask(cfg.mask_type, tuple(gt.shape[-2:]), cfg.hole_ratio, cfg.mask_seed, cfg.block_size)
@@ -74,21 +79,29 @@ def build_inpainting(cfg: InpaintingConfig) -> Task:
 
 @dataclass
 class DeblurConfig(NaturalImageConfig):
-    kernel_size: int = 13  # odd PSF size in pixels
-    padding: str = "reflect"  # boundary: reflect | circular | replicate | constant (all with exact adjoints)
-    sigma: float = DPS_SIGMA  # noise std, 0–255 scale (12.75 = 0.05, DPS)
+    kernel_size: PositiveInt = 13  # odd PSF size in pixels
+    padding: Literal["reflect", "circular", "replicate", "constant"] = "reflect"  # boundary (all with exact adjoints)
+    sigma: NonNegativeFloat = DPS_SIGMA  # noise std, 0–255 scale (12.75 = 0.05, DPS)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (centred blur), got {self.kernel_size}")
+        if self.crop is not None and self.kernel_size // 2 >= self.crop:
+            raise ValueError(f"kernel_size = {self.kernel_size} is too large for crop = {self.crop}; "
+                             "use a smaller kernel_size or a larger crop")
 
 
 @dataclass
 class GaussianDeblurConfig(DeblurConfig):
-    kernel_sigma: float = 2.0  # Gaussian PSF std in pixels
+    kernel_sigma: PositiveFloat = 2.0  # Gaussian PSF std in pixels
 
 
 @dataclass
 class MotionDeblurConfig(DeblurConfig):
-    kernel_seed: int = 0  # seed of the random motion trajectory
-    motion_length_scale: float = 0.3  # Matérn length scale of the trajectory (deepinv default)
-    motion_std: float = 0.25  # std of the trajectory Gaussian process (deepinv default)
+    kernel_seed: NonNegativeInt = 0  # seed of the random motion trajectory
+    motion_length_scale: PositiveFloat = 0.3  # Matérn length scale of the trajectory (deepinv default)
+    motion_std: PositiveFloat = 0.25  # std of the trajectory Gaussian process (deepinv default)
 
 
 def _blur_task(name: str, cfg: DeblurConfig, kernel: torch.Tensor, what: str) -> Task:
@@ -110,13 +123,15 @@ def _blur_task(name: str, cfg: DeblurConfig, kernel: torch.Tensor, what: str) ->
     )
 
 
-@register_dataset("deblur_gaussian", GaussianDeblurConfig, "Gaussian deblurring of a natural image (real image, simulated blur and noise)")
+@register_dataset("deblur_gaussian", GaussianDeblurConfig, "Gaussian deblurring of a natural image (real image, simulated blur and noise)",
+                  capabilities=NATURAL_LINEAR, smoke_config={"crop": 16, "kernel_size": 5})
 def build_deblur_gaussian(cfg: GaussianDeblurConfig) -> Task:
     kernel = make_kernel("gaussian", cfg.kernel_size, sigma=cfg.kernel_sigma)
     return _blur_task("deblur_gaussian", cfg, kernel, f"{cfg.kernel_size}×{cfg.kernel_size} Gaussian blur σ={cfg.kernel_sigma:g} px")
 
 
-@register_dataset("deblur_motion", MotionDeblurConfig, "motion deblurring of a natural image (real image, simulated random motion blur and noise)")
+@register_dataset("deblur_motion", MotionDeblurConfig, "motion deblurring of a natural image (real image, simulated random motion blur and noise)",
+                  capabilities=NATURAL_LINEAR, smoke_config={"crop": 16, "kernel_size": 5})
 def build_deblur_motion(cfg: MotionDeblurConfig) -> Task:
     kernel = make_kernel("motion", cfg.kernel_size, seed=cfg.kernel_seed, length_scale=cfg.motion_length_scale,
                          trajectory_std=cfg.motion_std)
@@ -128,21 +143,29 @@ def build_deblur_motion(cfg: MotionDeblurConfig) -> Task:
 
 @dataclass
 class NonlinearDeblurConfig(DeblurConfig):
-    blur: str = "motion"  # gaussian | motion: the linear blur before the response curve
-    kernel_sigma: float = 2.0  # blur=gaussian
-    kernel_seed: int = 0  # blur=motion
-    motion_length_scale: float = 0.3
-    motion_std: float = 0.25
-    response: str = "tanh"  # camera response after the blur: tanh | gamma (see operators/nonlinear_blur.py)
-    response_alpha: float = 1.0  # tanh: g(u) = tanh(αu)/tanh(α)
-    response_gamma: float = 2.2  # gamma: g(u) ∝ (u+ε)^(1/γ)
+    blur: Literal["gaussian", "motion"] = "motion"  # the linear blur before the response curve
+    kernel_sigma: PositiveFloat = 2.0  # blur=gaussian
+    kernel_seed: NonNegativeInt = 0  # blur=motion
+    motion_length_scale: PositiveFloat = 0.3
+    motion_std: PositiveFloat = 0.25
+    response: Literal["tanh", "gamma"] = "tanh"  # camera response after the blur (see operators/nonlinear_blur.py)
+    response_alpha: PositiveFloat = 1.0  # tanh: g(u) = tanh(αu)/tanh(α)
+    response_gamma: PositiveFloat = 2.2  # gamma: g(u) ∝ (u+ε)^(1/γ)
     model_path: str | None = None  # a learned blur model (.pt2 torch.export or TorchScript) replacing blur+response
+
+    def __post_init__(self):
+        if self.model_path is None:  # a learned model has no kernel
+            super().__post_init__()
+        else:
+            NaturalImageConfig.__post_init__(self)
 
 
 @register_dataset(
     "deblur_nonlinear",
     NonlinearDeblurConfig,
     "nonlinear deblurring of a natural image (real image, simulated blur + camera response, or a user's learned blur model)",
+    capabilities={"real_image", "natural_image"},
+    smoke_config={"crop": 16, "kernel_size": 5},
 )
 def build_deblur_nonlinear(cfg: NonlinearDeblurConfig) -> Task:
     gt, label = natural_image(cfg)

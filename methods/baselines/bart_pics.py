@@ -8,29 +8,30 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from datamodules.operators.mri import MultiCoilMRI
 from datamodules.sources.bart_io import run_bart, to_bart
+from datamodules.schema import NonNegativeFloat, PositiveInt
 from methods.baselines.base import Baseline
 from methods.registry import register_method
 
 
 @dataclass
 class BartPicsConfig:
-    regularization: float = 0.01  # λ of the wavelet ℓ1 penalty (in pics' internally scaled units)
-    iterations: int = 100
+    regularization: NonNegativeFloat = 0.01  # λ of the wavelet ℓ1 penalty (in pics' internally scaled units)
+    iterations: PositiveInt = 100
     options: str = ""  # extra pics options, e.g. "-m" (ADMM)
 
 
-@register_method("bart_pics", BartPicsConfig, "BART pics, ℓ1-wavelet compressed-sensing SENSE (needs BART)", "Lustig et al. 2007; BART")
+@register_method("bart_pics", BartPicsConfig, "BART pics, ℓ1-wavelet compressed-sensing SENSE (needs BART)", "Lustig et al. 2007; BART",
+                 smoke_config={"iterations": 5})
 class BartPics(Baseline):
+    requires = frozenset({"mri_multicoil"})
+
     def reconstruct(self):
-        physics = self.task.physics
-        if not isinstance(physics, MultiCoilMRI):
-            raise TypeError(f"bart_pics needs a multi-coil MRI task; {self.task.name!r} has {type(physics).__name__}")
+        physics = self.problem.physics
         command = f"pics -S -R W:3:0:{self.cfg.regularization:g} -i {self.cfg.iterations} {self.cfg.options}".strip()
-        kspace = torch.view_as_complex(self.task.y[0].detach().cpu().float().contiguous()).numpy()
+        kspace = torch.view_as_complex(self.problem.y[0].detach().cpu().float().contiguous()).numpy()
         maps = physics.maps_complex().detach().cpu().numpy()
         image = np.squeeze(run_bart(command, to_bart(kspace), to_bart(maps))).astype(np.complex64)
         self.info = {"bart_command": command}
         x = torch.view_as_real(torch.from_numpy(image)).permute(2, 0, 1)[None]
-        return x.to(self.task.y.device, self.task.gt.dtype)
+        return x.to(self.problem.y.device, self.problem.y.dtype)

@@ -1,22 +1,34 @@
 """Interface of classical baselines (FBP, TV, zero-filled, CG-SENSE, …)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-from datamodules.task import Task
+from datamodules.task import Measurement
 
 
 class Baseline:
     """A reconstruction without a network. ``reconstruct`` returns the image in the
-    task's reconstruction space, shape ``task.gt.shape``. Iterative baselines may
-    return a trace (list of ``{"step", "loss", "psnr"}`` rows) via ``self.trace``."""
+    task's reconstruction space, shape ``(1, *problem.x_shape)``. Like DIP methods it sees
+    the measurement only; ``oracle(x)`` scores an image against the ground truth, for
+    baselines whose paper protocol tunes a weight against it (Survey B's TV), which then
+    says so in ``info``. Iterative baselines may return a trace (rows ``{"step", "loss",
+    "psnr"}``) via ``self.trace``."""
 
     method_name: str = "baseline"
+    requires: frozenset[str] = frozenset()  # task capabilities needed (datamodules.registry.CAPABILITIES)
 
-    def __init__(self, cfg, task: Task):
+    @classmethod
+    def requirements(cls, cfg) -> set[str]:
+        return set(cls.requires)
+
+    def __init__(self, cfg, problem: Measurement, oracle: Callable[[torch.Tensor], float] | None = None):
         self.cfg = cfg
-        self.task = task
+        self.problem = problem
+        self.oracle = oracle
         self.trace: list[dict] = []
+        self.info: dict = {}
 
     def reconstruct(self) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError

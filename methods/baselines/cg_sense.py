@@ -5,22 +5,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datamodules.operators.mri import MultiCoilMRI, sense_least_squares
+from datamodules.operators.mri import sense_least_squares
+from datamodules.schema import NonNegativeFloat, PositiveInt
 from methods.baselines.base import Baseline
 from methods.registry import register_method
 
 
 @dataclass
 class CGSenseConfig:
-    iterations: int = 10  # CG steps from x = 0; few steps regularise by early stopping
-    tikhonov: float = 0.0  # λ of the ℓ2 penalty λ‖x‖²
+    iterations: PositiveInt = 10  # CG steps from x = 0; few steps regularise by early stopping
+    tikhonov: NonNegativeFloat = 0.0  # λ of the ℓ2 penalty λ‖x‖²
 
 
-@register_method("cg_sense", CGSenseConfig, "CG-SENSE: CG on (AᴴA + λI)x = Aᴴy (multi-coil MRI)", "Pruessmann et al. 2001")
+@register_method("cg_sense", CGSenseConfig, "CG-SENSE: CG on (AᴴA + λI)x = Aᴴy (multi-coil MRI)", "Pruessmann et al. 2001",
+                 smoke_config={"iterations": 3})
 class CGSense(Baseline):
+    requires = frozenset({"mri_multicoil"})
+
     def reconstruct(self):
-        physics = self.task.physics
-        if not isinstance(physics, MultiCoilMRI):
-            raise TypeError(f"cg_sense needs a multi-coil MRI task; {self.task.name!r} has {type(physics).__name__}")
+        physics = self.problem.physics
         self.info = {"cg_iterations": self.cfg.iterations, "tikhonov": self.cfg.tikhonov}
-        return sense_least_squares(physics, self.task.y, self.cfg.iterations, self.cfg.tikhonov)
+        return sense_least_squares(physics, self.problem.y, self.cfg.iterations, self.cfg.tikhonov)

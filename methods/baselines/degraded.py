@@ -16,4 +16,4 @@ class DegradedConfig:
 @register_method("degraded", DegradedConfig, "the degraded input image (noisy / masked / FBP / zero-filled)", "reference")
 class DegradedInput(Baseline):
     def reconstruct(self):
-        return self.task.degraded
+        return self.problem.degraded

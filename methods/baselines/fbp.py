@@ -16,8 +16,8 @@ class FBPConfig:
 
 @register_method("fbp", FBPConfig, "filtered back-projection (LSQR pseudo-inverse where no CPU FBP exists)", "Survey B §6; Survey A Fig 5")
 class FBP(Baseline):
+    requires = frozenset({"fbp"})
+
     def reconstruct(self):
-        if "fbp" not in self.task.extras:
-            raise ValueError(f"method fbp needs a CT task; task {self.task.name!r} has no FBP image")
-        self.info = {"fbp_method": self.task.info.get("fbp_method", "FBP")}
-        return self.task.extras["fbp"]
+        self.info = {"fbp_method": self.problem.info.get("fbp_method", "FBP")}
+        return self.problem.extras["fbp"]

@@ -1,4 +1,7 @@
 """Networks for DIP: the Survey B U-Net and the original DIP "skip" encoder–decoder."""
-from methods.networks.config import NetConfig, build_network
+from methods.networks.config import (NETWORKS, NetConfig, SkipNetConfig, UNetConfig, build_network, network_configs,
+                                     register_network)
+from methods.networks import skipnet, unet  # noqa: F401 (they register themselves)
 
-__all__ = ["NetConfig", "build_network"]
+__all__ = ["NETWORKS", "NetConfig", "SkipNetConfig", "UNetConfig", "build_network", "network_configs",
+           "register_network"]

@@ -1,30 +1,84 @@
-"""One network config for both architectures (configs mirror code)."""
+"""Network configs, one dataclass per architecture chosen by ``name`` (configs mirror
+code), and the registry that maps a name to its config class and network class."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import torch.nn as nn
 
+from datamodules.schema import NonNegativeInt, PositiveInt, Tagged
+
 
 @dataclass
-class NetConfig:
-    """Architecture of the DIP network.
+class ConvNetConfig:
+    """Fields shared by the encoder–decoder networks. ``skip_channels[s]`` is the width
+    of the skip connection that joins the decoder on its way up from scale ``s`` (scale 0
+    = full resolution; entry 0 unused by ``unet``). Defaults are Survey B's 6×128, skips
+    [0,0,0,0,4,4]."""
 
-    name: ``unet`` (Survey B §6.2, after Barbano et al. 2022: GroupNorm, LeakyReLU,
-    nearest upsampling, skips at the two lowest scales) or ``skipnet`` (Ulyanov et
-    al. 2018 encoder–decoder: BatchNorm in training mode, bilinear upsampling, skips
-    at every scale). ``skip_channels[s]`` is the width of the skip connection that
-    joins the decoder on its way up from scale ``s`` (scale 0 = full resolution,
-    entry 0 unused by ``unet``). Defaults are Survey B's 6×128, skips [0,0,0,0,4,4].
-    """
+    name: str
+    scales: PositiveInt = 6
+    channels: PositiveInt = 128
+    skip_channels: list[NonNegativeInt] = field(default_factory=lambda: [0, 0, 0, 0, 4, 4])
+    norm: Literal["group", "batch", "none"] = "group"
+    upsample: Literal["nearest", "bilinear"] = "nearest"
+    output: Literal["auto", "sigmoid", "linear"] = "auto"  # auto: sigmoid for [0,1] tasks, linear for signed
 
-    name: str = "unet"
-    scales: int = 6
-    channels: int = 128
-    skip_channels: list = field(default_factory=lambda: [0, 0, 0, 0, 4, 4])
-    norm: str = "group"  # group | batch | none
-    upsample: str = "nearest"  # nearest | bilinear
-    output: str = "auto"  # auto (sigmoid for [0,1] tasks, linear for signed) | sigmoid | linear
+    def __post_init__(self):
+        if len(self.skip_channels) != self.scales:
+            raise ValueError(f"skip_channels needs one entry per scale ({self.scales}), got {self.skip_channels}")
+
+
+@dataclass
+class UNetConfig(ConvNetConfig):
+    """Survey B §6.2 U-Net (after Barbano et al. 2022): GroupNorm, LeakyReLU, nearest
+    upsampling, skips at the two lowest scales."""
+
+    name: Literal["unet"] = "unet"
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input side: the lowest scale must be 1 pixel (2 with BatchNorm, which
+        needs more than one value per channel in training mode)."""
+        return 2 ** (self.scales - 1) + (self.norm == "batch")
+
+
+@dataclass
+class SkipNetConfig(ConvNetConfig):
+    """Original DIP encoder–decoder (Ulyanov et al. 2018), skips at every scale where
+    ``skip_channels`` is non-zero. Same defaults as ``unet`` (results stay comparable);
+    the paper's own net is ``norm=batch, upsample=bilinear, skip_channels=[4]*scales``."""
+
+    name: Literal["skipnet"] = "skipnet"
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input side: the 3×3 reflection-padded conv after the deepest
+        downsampling needs 2 pixels, i.e. 2**scales + 1."""
+        return 2**self.scales + 1
+
+
+NETWORKS: dict[str, tuple[type, type]] = {}  # name -> (config class, network class)
+
+
+def register_network(name: str, config_cls: type):
+    """Class decorator: register a network built as ``cls(cfg, in_channels, out_channels, sigmoid)``."""
+
+    def decorator(cls):
+        if name in NETWORKS:
+            raise ValueError(f"network {name!r} is registered twice")
+        NETWORKS[name] = (config_cls, cls)
+        return cls
+
+    return decorator
+
+
+def network_configs() -> dict[str, type]:
+    return {name: config_cls for name, (config_cls, _) in NETWORKS.items()}
+
+
+NetConfig = Annotated[object, Tagged(network_configs)]  # the type of a ``net`` field
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -37,13 +91,7 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}; valid: group, batch, none")
 
 
-def build_network(cfg: NetConfig, in_channels: int, out_channels: int, sigmoid: bool) -> nn.Module:
-    from methods.networks.skipnet import SkipNet
-    from methods.networks.unet import UNet
-
-    if len(cfg.skip_channels) != cfg.scales:
-        raise ValueError(f"net.skip_channels needs one entry per scale ({cfg.scales}), got {cfg.skip_channels}")
-    nets = {"unet": UNet, "skipnet": SkipNet}
-    if cfg.name not in nets:
-        raise ValueError(f"unknown network {cfg.name!r}; valid: {', '.join(nets)}")
-    return nets[cfg.name](cfg, in_channels, out_channels, sigmoid)
+def build_network(cfg, in_channels: int, out_channels: int, sigmoid: bool) -> nn.Module:
+    if cfg.name not in NETWORKS:
+        raise ValueError(f"unknown network {cfg.name!r}; valid: {', '.join(NETWORKS)}")
+    return NETWORKS[cfg.name][1](cfg, in_channels, out_channels, sigmoid)

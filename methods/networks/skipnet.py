@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from methods.networks.config import NetConfig, norm_layer
+from methods.networks.config import SkipNetConfig, norm_layer, register_network
 
 
 def conv(cin: int, cout: int, kernel: int, norm: str, stride: int = 1) -> nn.Sequential:
@@ -40,8 +40,9 @@ class Level(nn.Module):
         return self.decode(d)
 
 
+@register_network("skipnet", SkipNetConfig)
 class SkipNet(nn.Module):
-    def __init__(self, cfg: NetConfig, in_channels: int, out_channels: int, sigmoid: bool):
+    def __init__(self, cfg: SkipNetConfig, in_channels: int, out_channels: int, sigmoid: bool):
         super().__init__()
         c = cfg.channels
         level = None

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from methods.networks.config import NetConfig, norm_layer
+from methods.networks.config import UNetConfig, norm_layer, register_network
 
 
 def conv_block(cin: int, cout: int, kernel: int, norm: str, stride: int = 1) -> nn.Sequential:
@@ -47,8 +47,9 @@ class Up(nn.Module):
         return self.body(x)
 
 
+@register_network("unet", UNetConfig)
 class UNet(nn.Module):
-    def __init__(self, cfg: NetConfig, in_channels: int, out_channels: int, sigmoid: bool):
+    def __init__(self, cfg: UNetConfig, in_channels: int, out_channels: int, sigmoid: bool):
         super().__init__()
         c = cfg.channels
         self.inc = conv_block(in_channels, c, 3, cfg.norm)

@@ -1,0 +1,38 @@
+"""Names of stored metrics and trace columns: one home, imported by the callbacks that
+write them, the runner and the reports that read them.
+
+metrics.json: ``peak_psnr``, ``peak_step``, ``peak_ssim``, ``final_psnr``, ``final_ssim``,
+``final_step``, ``final_loss``, ``ema_final_psnr``, …; per stopping rule
+``es.<rule>.psnr|ssim|step|stop_step|gap_db``; per named iterate
+``iterate.<name>.final_psnr|peak_psnr|peak_step``.
+
+trace.parquet: ``step`` (iteration, ≤ 0 in preparatory stages), ``stage``, ``loss``,
+``psnr``, ``ssim`` (every ``ssim_every``-th row), ``psnr_ema``, ``es.<rule>.g`` (the
+rule's monitored value), ``psnr_<iterate>``, and each scalar a method returns.
+"""
+from __future__ import annotations
+
+PEAK_PSNR, PEAK_STEP, PEAK_SSIM = "peak_psnr", "peak_step", "peak_ssim"
+FINAL_PSNR, FINAL_SSIM, FINAL_STEP, FINAL_LOSS = "final_psnr", "final_ssim", "final_step", "final_loss"
+DEGRADED_PSNR = "degraded_psnr"
+TRACE_RESERVED = {"step", "stage", "loss", "psnr", "ssim", "psnr_ema"}
+ES_FIELDS = ("psnr", "ssim", "step", "stop_step", "gap_db")
+
+
+def es(rule: str, what: str) -> str:
+    """Metric key of a stopping rule's result, e.g. ``es.running_variance.psnr``."""
+    return f"es.{rule}.{what}"
+
+
+def es_rules(keys) -> list[str]:
+    """Stopping rules present among metric keys, in order of appearance."""
+    return list(dict.fromkeys(k.split(".")[1] for k in keys if isinstance(k, str) and k.startswith("es.") and k.count(".") == 2))
+
+
+def iterate(name: str, what: str) -> str:
+    """Metric key of a named secondary iterate, e.g. ``iterate.u.final_psnr``."""
+    return f"iterate.{name}.{what}"
+
+
+def iterate_psnr_column(name: str) -> str:
+    return f"psnr_{name}"
