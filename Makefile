@@ -37,7 +37,8 @@ report: $(VENV)/.installed
 	$(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS)
 
 test: setup
-	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
 
 # CBSD68 for users (public repository of the dataset's PNGs).
 data-cbsd68:

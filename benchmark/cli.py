@@ -123,9 +123,11 @@ def cmd_list(args) -> int:
         for section in ("methods", "datasets", "stopping_rules", "suites", "broken"):
             if not listing[section]:
                 continue
-            print(f"{section}:" if section != "broken" else "broken plugin files (not loaded; fix them to use their methods/datasets):")
+            print(f"{section}:" if section != "broken"
+                  else "broken plugin files (not loaded; fix them to use their methods/datasets):")
             for name, info in listing[section].items():
-                print(f"  {name:24s} {info.get('description', info.get('error', '').splitlines()[0] if info.get('error') else '')}")
+                print(f"  {name:24s} "
+                      f"{info.get('description', info.get('error', '').splitlines()[0] if info.get('error') else '')}")
     return 0
 
 

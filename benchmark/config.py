@@ -19,7 +19,6 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-
 from typing import Annotated, Literal
 
 import yaml

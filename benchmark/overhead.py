@@ -43,7 +43,8 @@ def main(argv=None) -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     _quiet_lightning()
-    config = {"method": {"name": "vanilla_dip", "lr": 0.01, "net": {"scales": 5, "channels": 32, "skip_channels": [0, 0, 0, 4, 4]}},
+    config = {"method": {"name": "vanilla_dip", "lr": 0.01,
+                         "net": {"scales": 5, "channels": 32, "skip_channels": [0, 0, 0, 4, 4]}},
               "dataset": {"name": "denoising", "crop": 64}, "run": {"max_steps": args.steps, "save_images": False}}
     for key, value in _overrides(args.set).items():
         set_dotted(config, key, value)

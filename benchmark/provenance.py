@@ -28,7 +28,8 @@ def git_version() -> dict:
     def git(*args):
         return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
     try:
-        return {"git_commit": git("rev-parse", "HEAD") or None, "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {"git_commit": git("rev-parse", "HEAD") or None,
+                "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
 

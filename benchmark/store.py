@@ -52,7 +52,8 @@ class RunStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{run.run_id}.", dir=final.parent))
         try:
-            (tmp / "config.json").write_text(json.dumps({"suite": suite, "run_id": run.run_id, **run.to_dict()}, indent=2, default=str))
+            (tmp / "config.json").write_text(
+                json.dumps({"suite": suite, "run_id": run.run_id, **run.to_dict()}, indent=2, default=str))
             if trace is not None and len(trace):
                 trace.to_parquet(tmp / "trace.parquet", index=False)
             if images:
@@ -83,7 +84,8 @@ class RunStore:
     def runs(self, suite: str | None = None) -> list[Path]:
         """Folders of stored runs (finished or failed), of one suite or all."""
         suites = [self.root / suite] if suite else [p for p in self.root.glob("*") if p.is_dir()]
-        return sorted(p for s in suites for p in s.glob("*") if p.is_dir() and not p.name.startswith(".") and (p / "metrics.json").exists())
+        return sorted(p for s in suites for p in s.glob("*")
+                      if p.is_dir() and not p.name.startswith(".") and (p / "metrics.json").exists())
 
 
 def _save_png(path: Path, img: np.ndarray) -> None:

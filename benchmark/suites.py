@@ -4,7 +4,7 @@ A suite file (``benchmark/suites/<name>.yaml``)::
 
     name: default
     description: …
-    experiment: A-F3            # optional id(s) of reference/experiments.md
+    experiment: A-F3            # optional experiment id(s): A-F3 = Survey A Fig. 3, B-T2 = Survey B Table 2
     methods: [vanilla_dip, {name: vanilla_dip, input: fbp}]
     datasets: [denoising]
     seeds: [0, 1]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 CAPABILITIES = {
     "linear": "A is linear with an exact adjoint A_adjoint (deepinv LinearPhysics)",

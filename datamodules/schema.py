@@ -8,8 +8,9 @@ Choices are plain ``typing.Literal``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Callable
+from typing import Annotated
 
 
 @dataclass(frozen=True)

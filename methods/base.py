@@ -33,8 +33,9 @@ The module owns everything else:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 import lightning as L
 import torch

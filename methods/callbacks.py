@@ -29,7 +29,7 @@ class StepOutput:
     scalars: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, outputs, x_shape: tuple[int, ...]) -> "StepOutput":
+    def parse(cls, outputs, x_shape: tuple[int, ...]) -> StepOutput:
         if not isinstance(outputs, dict) or not isinstance(outputs.get("x"), torch.Tensor):
             raise TypeError("training_step must return a dict with the reconstruction 'x' (a tensor) and 'loss' "
                             f"(see methods/base.py); got {type(outputs).__name__}"

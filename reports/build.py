@@ -63,9 +63,8 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
 
 
 def _es_legend(runs: pd.DataFrame) -> str:
-    from methods.stopping import STOPPING_RULES
-
     from methods import keys
+    from methods.stopping import STOPPING_RULES
 
     rules = keys.es_rules(runs.columns)
     if not rules:

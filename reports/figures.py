@@ -12,9 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from reports.collect import load_trace  # noqa: E402
-
 from methods import keys  # noqa: E402
+from reports.collect import load_trace  # noqa: E402
 from reports.tables import primary_rule  # noqa: E402
 
 

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from benchmark.config import ConfigError, IncompatibleError, resolve
-
 from datamodules.tasks.ct import AAPMConfig, build_aapm
 from methods.baselines.fbp import FBP, FBPConfig
 from methods.baselines.tv import TV, TVConfig
@@ -55,7 +54,7 @@ def test_tv_with_a_fixed_weight_runs_once_and_more_weight_means_less_variation(c
     smooth, rough = tv(1e-1), tv(1e-5)
     xs, xr = smooth.reconstruct(), rough.reconstruct()
     assert smooth.info["tv_lambda_swept"] == [1e-1]
-    total_variation = lambda x: float((x.diff(dim=-1).abs().sum() + x.diff(dim=-2).abs().sum()))  # noqa: E731
+    total_variation = lambda x: float(x.diff(dim=-1).abs().sum() + x.diff(dim=-2).abs().sum())  # noqa: E731
     assert total_variation(xs) < 0.5 * total_variation(xr)
     with pytest.raises(ConfigError, match="fbp, zero"):
         resolve({"method": {"name": "tv", "init": "adjoint"}, "dataset": {"name": "aapm"}})
@@ -71,7 +70,8 @@ def test_vanilla_dip_on_a_tiny_walnut_beats_fbp(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DIPBENCH_CACHE", str(tmp_path / "cache"))
     dataset = {"name": "walnut", "root": str(shared_data("walnut")), "image_size": 32}
-    run = {"max_steps": 200, "trace_every": 10, "stopping": {"running_variance": {"window": 10, "patience": 50}}, "save_images": False}
+    run = {"max_steps": 200, "trace_every": 10, "stopping": {"running_variance": {"window": 10, "patience": 50}},
+           "save_images": False}
     method = {"name": "vanilla_dip", "lr": 0.01, "input": "fbp", "net": {"scales": 3, "channels": 16, "skip_channels": [0, 4, 4]}}
     metrics = execute(resolve({"method": method, "dataset": dataset, "run": run}), "ct", RunStore(tmp_path))
     assert metrics["status"] == "finished", metrics.get("traceback")
@@ -88,7 +88,8 @@ def test_vanilla_dip_runs_on_sparse_view_aapm_and_beats_fbp(tmp_path, monkeypatc
 
     monkeypatch.setenv("DIPBENCH_CACHE", str(tmp_path / "cache"))
     dataset = {"name": "aapm", "image_size": 32}
-    run = {"max_steps": 200, "trace_every": 10, "stopping": {"running_variance": {"window": 10, "patience": 50}}, "save_images": False}
+    run = {"max_steps": 200, "trace_every": 10, "stopping": {"running_variance": {"window": 10, "patience": 50}},
+           "save_images": False}
     method = {"name": "vanilla_dip", "lr": 0.01, "input": "fbp", "net": {"scales": 3, "channels": 16, "skip_channels": [0, 4, 4]}}
     metrics = execute(resolve({"method": method, "dataset": dataset, "run": run}), "ct", RunStore(tmp_path))
     assert metrics["status"] == "finished", metrics.get("traceback")

@@ -128,7 +128,8 @@ def test_real_walnut_loader_on_fixture(tmp_path):
 
 def test_real_walnut_task_on_fixture(tmp_path):
     write_walnut_fixture(tmp_path, np.random.default_rng(1))
-    layout = {k: getattr(LAYOUT, k) for k in ("angular_sub_sampling", "column_sub_sampling", "first_row", "num_rows", "slice_index")}
+    layout = {k: getattr(LAYOUT, k)
+              for k in ("angular_sub_sampling", "column_sub_sampling", "first_row", "num_rows", "slice_index")}
     task = build_walnut(WalnutConfig(source="real", root=str(tmp_path), real=WalnutLayout(**layout), fbp_iterations=3))
     assert isinstance(task.physics, SparseMatrixOperator) and task.y.shape == (1, 1, 16)
     assert task.gt.shape == (1, 1, GT_SIZE, GT_SIZE) and "simulated" not in task.provenance

@@ -242,3 +242,20 @@ def test_runs_store_code_and_library_versions_and_the_report_flags_mixed_code(tm
     path.write_text(json.dumps(metrics))
     assert main(["report", "--results", str(results), "--out", str(report)]) == 0
     assert "different code versions" in (report / "v" / "table.md").read_text()
+
+
+def test_a_learnable_input_is_a_switch_with_its_own_learning_rate(tmp_path):
+    class InputChange(Callback):
+        def on_train_start(self, trainer, module):
+            self.z0 = module.z.detach().clone()
+            self.lrs = {g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups}
+
+        def on_train_end(self, trainer, module):
+            self.moved = float((module.z.detach() - self.z0).abs().max())
+
+    recorder, fixed = InputChange(), InputChange()
+    assert execute(tiny_run("vanilla_dip", 3, learn_input=True, input_lr=0.05), "l", RunStore(tmp_path),
+                   extra_callbacks=[recorder])["status"] == "finished"
+    assert execute(tiny_run("vanilla_dip", 3), "f", RunStore(tmp_path), extra_callbacks=[fixed])["status"] == "finished"
+    assert recorder.lrs == {"net": 1e-3, "input": 0.05} and recorder.moved > 0
+    assert fixed.lrs == {"net": 1e-3} and fixed.moved == 0

@@ -1,13 +1,10 @@
 """Classical MRI references (CG-SENSE, BART pics) and vanilla DIP end to end on a tiny crop."""
 import pytest
-import torch
 
 from benchmark.config import resolve
 from benchmark.runner import execute
 from benchmark.store import RunStore
 from datamodules.sources.bart_io import bart_executable
-from datamodules.task import ImageMetric, Task
-from datamodules.operators import Identity
 from datamodules.tasks.mri import FastMRIKneeConfig, build_mri
 from methods.registry import load_all
 
@@ -57,7 +54,8 @@ def test_vanilla_dip_peak_beats_zero_filled_end_to_end(tmp_path):
     run = resolve({
         "method": {"name": "vanilla_dip", "lr": 0.01, "net": {"scales": 3, "channels": 16, "skip_channels": [0, 4, 4]}},
         "dataset": dataset,
-        "run": {"max_steps": 300, "trace_every": 10, "stopping": {"running_variance": {"window": 20, "patience": 100}}, "accelerator": "cpu"},
+        "run": {"max_steps": 300, "trace_every": 10, "stopping": {"running_variance": {"window": 20, "patience": 100}},
+                "accelerator": "cpu"},
     })
     metrics = execute(run, "mri", RunStore(tmp_path))
     assert metrics["status"] == "finished", metrics.get("traceback")

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_data
+
 from datamodules.operators.mri import MultiCoilMRI
 from datamodules.registry import load_all
 from datamodules.sources import bart_io, coil_maps

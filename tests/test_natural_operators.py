@@ -31,7 +31,7 @@ def test_blocks_mask_is_exact_when_the_block_divides_the_image():
     mask = make_mask("blocks", (64, 64), 0.25, seed=0, block_size=8)
     assert 1.0 - float(mask.mean()) == 0.25
     cells = mask[0, 0].unfold(0, 8, 8).unfold(1, 8, 8)  # each 8×8 cell is all-hole or all-observed
-    assert torch.all((cells.amin((-1, -2)) == cells.amax((-1, -2))))
+    assert torch.all(cells.amin((-1, -2)) == cells.amax((-1, -2)))
 
 
 def test_box_mask_is_one_rectangle():

@@ -31,7 +31,8 @@ def test_tiny_run_loss_decreases_and_peak_beats_the_noisy_input(tmp_path):
     assert 1 <= metrics["peak_step"] <= 150 and metrics["final_step"] == 150
     assert {"step", "stage", "loss", "psnr", "ssim", "psnr_ema", "es.running_variance.g"} <= set(trace.columns)
     run_dir = next(tmp_path.glob("t/*"))
-    assert {"config.json", "metrics.json", "trace.parquet", "images.npz", "gt.png", "peak.png"} <= {p.name for p in run_dir.iterdir()}
+    assert ({"config.json", "metrics.json", "trace.parquet", "images.npz", "gt.png", "peak.png"}
+            <= {p.name for p in run_dir.iterdir()})
 
 
 def test_same_config_gives_a_bitwise_identical_trace(tmp_path):

@@ -52,9 +52,11 @@ class CTGeometry:
         if self.kind not in PROJECTORS:
             raise ValueError(f"unknown CT geometry {self.kind!r}; valid: {', '.join(PROJECTORS)}")
         if self.projector not in PROJECTORS[self.kind]:
-            raise ValueError(f"ASTRA has no CPU {self.kind}-beam projector {self.projector!r}; valid: {', '.join(PROJECTORS[self.kind])}")
+            raise ValueError(f"ASTRA has no CPU {self.kind}-beam projector {self.projector!r}; "
+                             f"valid: {', '.join(PROJECTORS[self.kind])}")
         if self.kind == "fan" and not (self.source_origin > self.image_size / math.sqrt(2) and self.origin_detector > 0):
-            raise ValueError("fan beam needs the source outside the image (source_origin > image_size/√2) and origin_detector > 0")
+            raise ValueError("fan beam needs the source outside the image (source_origin > image_size/√2) "
+                             "and origin_detector > 0")
 
     @property
     def n_angles(self) -> int:

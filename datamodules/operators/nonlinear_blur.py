@@ -113,7 +113,7 @@ class LearnedBlur(NonlinearOperator):
         return self.model(x)
 
     @classmethod
-    def from_path(cls, path: str | Path, in_shape) -> "LearnedBlur":
+    def from_path(cls, path: str | Path, in_shape) -> LearnedBlur:
         return cls(load_blur_model(path), in_shape)
 
 

@@ -12,7 +12,7 @@ import io
 import os
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,7 @@ def require_bart() -> Path:
     return exe
 
 
-@lru_cache(maxsize=None)
+@cache
 def _version(exe: str) -> str:
     return subprocess.run([exe, "version"], capture_output=True, text=True, check=True).stdout.strip()
 

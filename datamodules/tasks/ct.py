@@ -117,7 +117,8 @@ def _real_walnut(cfg: WalnutConfig, folder) -> tuple:
     return gt, y, op, data.label, {"m": int(data.y.size), "scale": cfg.real.scale}
 
 
-@register_dataset("walnut", WalnutConfig, "Walnut μCT slice, sparse-view (Survey B Table 2): real data or simulated on the real slice",
+@register_dataset("walnut", WalnutConfig,
+                  "Walnut μCT slice, sparse-view (Survey B Table 2): real data or simulated on the real slice",
                   capabilities={"linear", "fbp", "ct", "real_image"}, smoke_config={"image_size": 32, "n_angles": 8})
 def build_walnut(cfg: WalnutConfig) -> Task:
     folder = find_data_root("walnut", cfg.root, walnut_src.HOW_TO_GET)

@@ -165,7 +165,8 @@ def _fastmri(cfg: FastMRIKneeConfig):
     provenance = (
         f"real fastMRI multi-coil k-space ({sl.path.name}, slice {sl.slice}/{sl.num_slices}, "
         f"{sl.attrs.get('acquisition', '?')}, {full.shape[0]} coils, {h}x{w} crop), retrospectively undersampled "
-        f"{cfg.acceleration}x with a {cfg.mask_type} Cartesian mask; {maps_label}; GT = coil combination of the fully sampled data"
+        f"{cfg.acceleration}x with a {cfg.mask_type} Cartesian mask; {maps_label}; "
+        "GT = coil combination of the fully sampled data"
     )
     info.update(file=sl.path.name, slice=sl.slice, center_lines=center, acquisition=str(sl.attrs.get("acquisition", "")))
     return coil_combine(full, maps), y, mask, maps, provenance, info

@@ -50,7 +50,8 @@ class InpaintingConfig(NaturalImageConfig):
     sigma: NonNegativeFloat = 0.0  # noise std on the observed pixels, 0–255 scale
 
 
-@register_dataset("inpainting", InpaintingConfig, "inpainting of a natural image (real image, simulated hole mask, Survey A Fig 5)",
+@register_dataset("inpainting", InpaintingConfig,
+                  "inpainting of a natural image (real image, simulated hole mask, Survey A Fig 5)",
                   capabilities=NATURAL_LINEAR, smoke_config={"crop": 16})
 def build_inpainting(cfg: InpaintingConfig) -> Task:
     gt, label = natural_image(cfg)
@@ -123,19 +124,23 @@ def _blur_task(name: str, cfg: DeblurConfig, kernel: torch.Tensor, what: str) ->
     )
 
 
-@register_dataset("deblur_gaussian", GaussianDeblurConfig, "Gaussian deblurring of a natural image (real image, simulated blur and noise)",
+@register_dataset("deblur_gaussian", GaussianDeblurConfig,
+                  "Gaussian deblurring of a natural image (real image, simulated blur and noise)",
                   capabilities=NATURAL_LINEAR, smoke_config={"crop": 16, "kernel_size": 5})
 def build_deblur_gaussian(cfg: GaussianDeblurConfig) -> Task:
     kernel = make_kernel("gaussian", cfg.kernel_size, sigma=cfg.kernel_sigma)
-    return _blur_task("deblur_gaussian", cfg, kernel, f"{cfg.kernel_size}×{cfg.kernel_size} Gaussian blur σ={cfg.kernel_sigma:g} px")
+    return _blur_task("deblur_gaussian", cfg, kernel,
+                      f"{cfg.kernel_size}×{cfg.kernel_size} Gaussian blur σ={cfg.kernel_sigma:g} px")
 
 
-@register_dataset("deblur_motion", MotionDeblurConfig, "motion deblurring of a natural image (real image, simulated random motion blur and noise)",
+@register_dataset("deblur_motion", MotionDeblurConfig,
+                  "motion deblurring of a natural image (real image, simulated random motion blur and noise)",
                   capabilities=NATURAL_LINEAR, smoke_config={"crop": 16, "kernel_size": 5})
 def build_deblur_motion(cfg: MotionDeblurConfig) -> Task:
     kernel = make_kernel("motion", cfg.kernel_size, seed=cfg.kernel_seed, length_scale=cfg.motion_length_scale,
                          trajectory_std=cfg.motion_std)
-    return _blur_task("deblur_motion", cfg, kernel, f"{cfg.kernel_size}×{cfg.kernel_size} random motion blur (kernel seed {cfg.kernel_seed})")
+    return _blur_task("deblur_motion", cfg, kernel,
+                      f"{cfg.kernel_size}×{cfg.kernel_size} random motion blur (kernel seed {cfg.kernel_seed})")
 
 
 # -- nonlinear deblurring -----------------------------------------------------------------
@@ -177,9 +182,11 @@ def build_deblur_nonlinear(cfg: NonlinearDeblurConfig) -> Task:
     else:
         kernel = make_kernel(cfg.blur, cfg.kernel_size, sigma=cfg.kernel_sigma, seed=cfg.kernel_seed,
                              length_scale=cfg.motion_length_scale, trajectory_std=cfg.motion_std)
-        physics = NonlinearBlur(BlurOperator(kernel, gt.shape[1:], cfg.padding), cfg.response, cfg.response_alpha, cfg.response_gamma)
+        physics = NonlinearBlur(BlurOperator(kernel, gt.shape[1:], cfg.padding), cfg.response,
+                                cfg.response_alpha, cfg.response_gamma)
         param = f"α={cfg.response_alpha:g}" if cfg.response == "tanh" else f"γ={cfg.response_gamma:g}"
-        what = f"{cfg.kernel_size}×{cfg.kernel_size} {cfg.blur} blur + {cfg.response} camera response {param} (analytic stand-in for Survey A's learned blur)"
+        what = (f"{cfg.kernel_size}×{cfg.kernel_size} {cfg.blur} blur + {cfg.response} camera response {param} "
+                "(analytic stand-in for Survey A's learned blur)")
         extras["kernel"] = kernel
     with torch.no_grad():
         Ax = physics.A(gt)

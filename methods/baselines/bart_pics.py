@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from datamodules.sources.bart_io import run_bart, to_bart
 from datamodules.schema import NonNegativeFloat, PositiveInt
+from datamodules.sources.bart_io import run_bart, to_bart
 from methods.baselines.base import Baseline
 from methods.registry import register_method
 
@@ -21,8 +21,8 @@ class BartPicsConfig:
     options: str = ""  # extra pics options, e.g. "-m" (ADMM)
 
 
-@register_method("bart_pics", BartPicsConfig, "BART pics, ℓ1-wavelet compressed-sensing SENSE (needs BART)", "Lustig et al. 2007; BART",
-                 smoke_config={"iterations": 5})
+@register_method("bart_pics", BartPicsConfig, "BART pics, ℓ1-wavelet compressed-sensing SENSE (needs BART)",
+                 "Lustig et al. 2007; BART", smoke_config={"iterations": 5})
 class BartPics(Baseline):
     requires = frozenset({"mri_multicoil"})
 

@@ -1,7 +1,7 @@
 """Interface of classical baselines (FBP, TV, zero-filled, CG-SENSE, …)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -14,7 +14,8 @@ class FBPConfig:
     pass
 
 
-@register_method("fbp", FBPConfig, "filtered back-projection (LSQR pseudo-inverse where no CPU FBP exists)", "Survey B §6; Survey A Fig 5")
+@register_method("fbp", FBPConfig, "filtered back-projection (LSQR pseudo-inverse where no CPU FBP exists)",
+                 "Survey B §6; Survey A Fig 5")
 class FBP(Baseline):
     requires = frozenset({"fbp"})
 

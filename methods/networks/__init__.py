@@ -1,7 +1,14 @@
 """Networks for DIP: the Survey B U-Net and the original DIP "skip" encoder–decoder."""
-from methods.networks.config import (NETWORKS, NetConfig, SkipNetConfig, UNetConfig, build_network, network_configs,
-                                     register_network)
 from methods.networks import skipnet, unet  # noqa: F401 (they register themselves)
+from methods.networks.config import (
+                                     NETWORKS,
+                                     NetConfig,
+                                     SkipNetConfig,
+                                     UNetConfig,
+                                     build_network,
+                                     network_configs,
+                                     register_network,
+)
 
 __all__ = ["NETWORKS", "NetConfig", "SkipNetConfig", "UNetConfig", "build_network", "network_configs",
            "register_network"]
