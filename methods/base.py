@@ -56,7 +56,8 @@ class DIPConfig:
     lr: PositiveFloat = 1e-3  # learning rate of the network parameters
     optimizer: Literal["adam", "sgd"] = "adam"
     grad_clip: Annotated[float, Range(gt=0)] | None = 1.0  # gradient-norm clipping (Survey B handbook: 1); null = off
-    loss: Literal["mse", "half_sse", "half_sse_normalised"] = "mse"  # mean | ½‖Ax−y‖² (eq 3) | ÷‖A‖⁴ (handbook)
+    # mean | ½‖Ax−y‖² (eq 3) | ÷‖A‖⁴ (handbook) | ‖Ax−y‖²/(‖A‖²·n) (docs/conventions.md §1: size-free weights)
+    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "mse"
     input: Literal["noise", "fbp", "adjoint"] = "noise"
     input_dist: Literal["gaussian", "uniform"] = "gaussian"  # gaussian: scale·N(0,1) | uniform: U[0, scale)
     input_channels: PositiveInt = 1
@@ -115,12 +116,23 @@ class DIPModule(L.LightningModule):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # network initialisation depends on the run seed only
             self.net = build_network(cfg.net, z.shape[1], problem.x_shape[0], sigmoid)
-        self.fidelity_scale = 1.0 / self.physics.norm() ** 4 if cfg.loss == "half_sse_normalised" else 1.0
+        self.fidelity_scale = self._fidelity_scale(cfg.loss, problem)
         self._generator: torch.Generator | None = None
         self._group_names: list[str] = []
         self.schedule = self._check_stages(self.stages())
         self.total_iterations = sum(s.iterations for s in self.schedule)
         self.iteration, self.stage = 0, self.schedule[0]
+
+    def _fidelity_scale(self, loss: str, problem: Measurement) -> float:
+        linear = getattr(self.physics, "linear", False)
+        if loss == "half_sse_normalised":
+            return 1.0 / self.physics.norm() ** 4
+        if loss == "normalised":  # ‖A‖ := 1 for nonlinear operators (blur + response curve keep [0, 1])
+            pixels = 1
+            for n in problem.x_shape:
+                pixels *= n
+            return 1.0 / ((self.physics.norm() ** 2 if linear else 1.0) * pixels)
+        return 1.0
 
     # -- stages and iteration numbering ----------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -160,6 +172,8 @@ class DIPModule(L.LightningModule):
         """ℓ(Ax, y) in the configured scaling (docs/conventions.md §1)."""
         if self.cfg.loss == "mse":
             return torch.nn.functional.mse_loss(Ax, y)
+        if self.cfg.loss == "normalised":
+            return (Ax - y).pow(2).sum() * self.fidelity_scale
         return 0.5 * (Ax - y).pow(2).sum() * self.fidelity_scale
 
     def network_input(self) -> torch.Tensor:
