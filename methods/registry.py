@@ -68,7 +68,7 @@ def incompatibility(method: MethodSpec, method_cfg, dataset, dataset_cfg) -> str
     return f"{method.name} needs {needs}, which {dataset.name} does not provide"
 
 
-NOT_METHODS = {"registry", "base", "callbacks", "stopping", "keys", "networks", "inputs", "baselines"}
+NOT_METHODS = {"registry", "base", "callbacks", "stopping", "keys", "networks", "inputs", "baselines", "denoisers"}
 
 
 def load_all() -> dict[str, MethodSpec]:

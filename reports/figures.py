@@ -48,7 +48,8 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
                                       panel=f"{r['setting']} | {r['image']}"))
     data = pd.concat(traces, ignore_index=True)
     panels = list(dict.fromkeys(data["panel"]))
-    palette = dict(zip(sorted(data["method"].unique()), sns.color_palette("tab10")))
+    methods = sorted(data["method"].unique())
+    palette = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
     style = {"style": "iterate"} if data["iterate"].nunique() > 1 else {}
     grid = sns.relplot(data=data, x="step", y="psnr", hue="method", units="run", estimator=None, kind="line", **style,
                        col="panel", col_order=panels, col_wrap=min(3, len(panels)), height=3.2, aspect=1.3,
