@@ -64,7 +64,7 @@ def decreased(values: list[float], n: int = 10) -> bool:
 # handbook's walnut values) and what must decrease: the loss, except for ADMM, whose θ-loss ℓ + γ/2‖Dx − v + w‖²
 # grows with the dual w: there the data term ℓ
 TINY_RUNS = {
-    "vanilla_dip_fbp_input": (DENOISING, 100, {"input": "adjoint"}, "loss"),  # fbp input: see the walnut test below
+    "vanilla_dip_fbp_input": (DENOISING, 100, {"input": "adjoint"}, "loss"),  # fbp input: see the AAPM test below
     "dip_tv_joint": (DENOISING, 100, {"tv_weight": 0.05}, "loss"),
     "dip_tv_hqs": (DENOISING, 100, {"splitting_strength": 0.05}, "loss"),
     "dip_wtv_admm": (DENOISING, 100, {}, "fidelity"),
