@@ -56,6 +56,40 @@ class Keyed:
     registry: Callable[[], dict[str, type]]
 
 
+class TaggedRegistry:
+    """Components chosen by the ``name`` of their config (networks, denoisers, …): ``register``
+    maps a name to (config class, component class); ``field_type`` is the ``Annotated`` type of
+    a config field holding one of the configs; ``component(cfg)`` is the class to build."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.entries: dict[str, tuple[type, type]] = {}
+        self.field_type = Annotated[object, Tagged(self.configs)]
+
+    def register(self, name: str, config_cls: type):
+        def decorator(cls):
+            if name in self.entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self.entries[name] = (config_cls, cls)
+            return cls
+
+        return decorator
+
+    def configs(self) -> dict[str, type]:
+        return {name: config_cls for name, (config_cls, _) in self.entries.items()}
+
+    def component(self, cfg) -> type:
+        if cfg.name not in self.entries:
+            raise ValueError(f"unknown {self.kind} {cfg.name!r}; valid: {', '.join(self.entries)}")
+        return self.entries[cfg.name][1]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries
+
+    def __iter__(self):
+        return iter(self.entries)
+
+
 PositiveInt = Annotated[int, Range(ge=1)]
 NonNegativeInt = Annotated[int, Range(ge=0)]
 PositiveFloat = Annotated[float, Range(gt=0)]

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import deepinv as dinv
 import numpy as np
 import torch
 
-from datamodules.schema import NonNegativeInt, PositiveFloat, PositiveInt, Tagged
+from datamodules.schema import NonNegativeInt, PositiveFloat, PositiveInt, TaggedRegistry
 
 DRUNET_WEIGHTS_HELP = (
     "download drunet_deepinv_gray_finetune_26k.pth (grey) or drunet_deepinv_color_finetune_22k.pth (colour) from "
@@ -81,32 +81,14 @@ class DRUNetDenoiserConfig:
             raise ValueError(f"method.denoiser.weights = {self.weights!r} is not a file; {DRUNET_WEIGHTS_HELP}")
 
 
-DENOISERS: dict[str, tuple[type, type]] = {}  # name -> (config class, denoiser class)
-
-
-def register_denoiser(name: str, config_cls: type):
-    """Class decorator: register a denoiser built as ``cls(cfg)``."""
-
-    def decorator(cls):
-        if name in DENOISERS:
-            raise ValueError(f"denoiser {name!r} is registered twice")
-        DENOISERS[name] = (config_cls, cls)
-        return cls
-
-    return decorator
-
-
-def denoiser_configs() -> dict[str, type]:
-    return {name: config_cls for name, (config_cls, _) in DENOISERS.items()}
-
-
-DenoiserConfig = Annotated[object, Tagged(denoiser_configs)]  # the type of a ``denoiser`` field
+DENOISERS = TaggedRegistry("denoiser")  # name -> (config class, denoiser class built as cls(cfg))
+register_denoiser = DENOISERS.register
+denoiser_configs = DENOISERS.configs
+DenoiserConfig = DENOISERS.field_type  # the type of a ``denoiser`` field
 
 
 def build_denoiser(cfg) -> torch.nn.Module:
-    if cfg.name not in DENOISERS:
-        raise ValueError(f"unknown denoiser {cfg.name!r}; valid: {', '.join(DENOISERS)}")
-    return DENOISERS[cfg.name][1](cfg)
+    return DENOISERS.component(cfg)(cfg)
 
 
 class ChannelwiseDenoiser(dinv.models.Denoiser):

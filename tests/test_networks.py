@@ -30,7 +30,7 @@ def test_skip_channel_list_length_is_checked():
 
 def test_each_network_name_has_its_config_class_and_the_net_type_is_tagged_by_name():
     assert network_configs() == {"unet": UNetConfig, "skipnet": SkipNetConfig}
-    assert NetConfig.__metadata__[0].registry is network_configs
+    assert NetConfig.__metadata__[0].registry == network_configs
 
 
 @pytest.mark.parametrize("cfg", [UNetConfig(scales=4, channels=8, skip_channels=[4] * 4, norm="batch"),

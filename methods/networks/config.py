@@ -3,11 +3,11 @@ code), and the registry that maps a name to its config class and network class."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch.nn as nn
 
-from datamodules.schema import NonNegativeInt, PositiveInt, Tagged
+from datamodules.schema import NonNegativeInt, PositiveInt, TaggedRegistry
 
 
 @dataclass
@@ -59,26 +59,10 @@ class SkipNetConfig(ConvNetConfig):
         return 2**self.scales + 1
 
 
-NETWORKS: dict[str, tuple[type, type]] = {}  # name -> (config class, network class)
-
-
-def register_network(name: str, config_cls: type):
-    """Class decorator: register a network built as ``cls(cfg, in_channels, out_channels, sigmoid)``."""
-
-    def decorator(cls):
-        if name in NETWORKS:
-            raise ValueError(f"network {name!r} is registered twice")
-        NETWORKS[name] = (config_cls, cls)
-        return cls
-
-    return decorator
-
-
-def network_configs() -> dict[str, type]:
-    return {name: config_cls for name, (config_cls, _) in NETWORKS.items()}
-
-
-NetConfig = Annotated[object, Tagged(network_configs)]  # the type of a ``net`` field
+NETWORKS = TaggedRegistry("network")  # name -> (config class, network class built as cls(cfg, in, out, sigmoid))
+register_network = NETWORKS.register
+network_configs = NETWORKS.configs
+NetConfig = NETWORKS.field_type  # the type of a ``net`` field
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -92,6 +76,4 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 
 
 def build_network(cfg, in_channels: int, out_channels: int, sigmoid: bool) -> nn.Module:
-    if cfg.name not in NETWORKS:
-        raise ValueError(f"unknown network {cfg.name!r}; valid: {', '.join(NETWORKS)}")
-    return NETWORKS[cfg.name][1](cfg, in_channels, out_channels, sigmoid)
+    return NETWORKS.component(cfg)(cfg, in_channels, out_channels, sigmoid)
