@@ -4,13 +4,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 SUITE  ?= default
+# local (one run after another) | ray (one run per GPU on this box; RUN_ARGS=--address=… for a cluster) | slurm
+EXECUTOR ?= local
+RUN_ARGS ?=
 RESULTS ?= results
 REPORTS ?= reports/out
 # torch first (pinned, from local disk where it lies there), then the project, so pip
 # never resolves torch on its own; the same pins install a CUDA build on GPU machines.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup benchmark report test system-deps data-cbsd68 clean-results
+.PHONY: setup benchmark report status throughput test system-deps data-cbsd68 clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,9 +32,17 @@ system-deps:
 	  apt-get install -y -q bart >/dev/null || echo "warning: apt-get install bart failed; MRI tests that need BART will skip"; \
 	else echo "note: BART not found and cannot install it here (see README, BART); MRI tasks fall back or skip"; fi
 
+# the report is rendered also when runs failed (exit 1: it lists them); the exit status stays run's
 benchmark: setup
-	$(PY) -m benchmark run $(SUITE) --results $(RESULTS)
-	$(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS)
+	$(PY) -m benchmark run $(SUITE) --executor $(EXECUTOR) --results $(RESULTS) $(RUN_ARGS); rc=$$?; \
+	if [ $$rc -le 1 ]; then $(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS) || exit $$?; fi; exit $$rc
+
+status: $(VENV)/.installed
+	$(PY) -m benchmark status --results $(RESULTS)
+
+# Ray grid throughput with 1 vs 2 workers on tiny runs (README, "Running at scale")
+throughput: $(VENV)/.installed
+	$(PY) -m benchmark.throughput
 
 report: $(VENV)/.installed
 	$(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS)

@@ -1,4 +1,4 @@
-"""``python -m benchmark {run,list,report}``."""
+"""``python -m benchmark {run,status,list,report,reconstruct}``."""
 from __future__ import annotations
 
 import argparse
@@ -24,48 +24,111 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def cmd_run(args) -> int:
-    from benchmark.progress import StepProgress, suite_progress
-    from benchmark.runner import execute
+    import time
+
+    from benchmark.executors import Context, Job, make_executor, plan_runs, redo_states
+    from benchmark.executors.interrupts import Interrupted, handle_interrupts
+    from benchmark.progress import GridReporter
     from benchmark.store import RunStore
     from benchmark.suites import load_suite
     from methods.registry import load_all as load_methods
 
+    not_before = time.time()
     suite = load_suite(args.suite, _overrides(args.set))
+    executor = make_executor(args.executor, _executor_options(args, suite.raw.get("resources")))  # checked first
     store = RunStore(args.results)
-    todo = [r for r in suite.runs if args.force or not store.is_finished(suite.name, r)]
+    store.check_writable(suite.name)
+    for path in store.clean_temporaries(suite.name):
+        print(f"removed leftover temporary folder {path}")
     kinds = {name: spec.kind for name, spec in load_methods().items()}
-    todo.sort(key=lambda r: kinds[r.method] != "baseline")  # cheap reference rows first
-    steps = {r.run_id: (r.run.max_steps if kinds[r.method] == "dip" else 0) for r in todo}
+    steps = {r.run_id: (r.run.max_steps if kinds[r.method] == "dip" else 0) for r in suite.runs}
+    plan = plan_runs(suite.runs, suite.name, store, args.force, args.retry_failed, not_before)
+    todo = sorted(plan.todo, key=lambda r: kinds[r.method] != "baseline")  # cheap reference rows first
     for method, dataset, reason in suite.skipped:
         print(f"skipped {method} on {dataset} (incompatible, nothing stored): {reason}")
-    print(f"suite {suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(todo)} already finished, {len(todo)} to run "
-          f"→ {store.root / suite.name}")
-    if not todo:
-        return 0
-    store.write_suite_info(suite.name, {k: suite.raw.get(k) for k in ("name", "description", "experiment")})
-    failed = []
-    with suite_progress() as progress:
-        bar = progress.add_task(suite.name, total=sum(steps.values()) or 1)
-        for i, run in enumerate(todo, 1):
-            progress.update(bar, description=f"{suite.name} [{i}/{len(todo)}] {run.method} on {run.dataset} seed {run.run.seed}")
-            done_before = progress.tasks[bar].completed
-            metrics = execute(run, suite.name, store, extra_callbacks=[StepProgress(progress, bar)])
-            progress.update(bar, completed=done_before + steps[run.run_id])
-            if metrics["status"] != "finished":
-                failed.append((run, metrics))
-                progress.console.print(f"[red]run {run.run_id} failed:[/red] {metrics['error']}")
-            else:
-                progress.console.print(_summary_line(run, metrics))
+    for _, state in plan.damaged:
+        print(f"damaged run {state.path.name}: {state.problem}; not counted as finished, it will be rerun", file=sys.stderr)
+    for run, holder in plan.held:
+        print(f"{run.run_id} is being run by {holder.describe()}: left to it")
+    parts = [f"{len(plan.finished)} already finished"]
+    if plan.failed:
+        parts.append(f"{len(plan.failed)} failed before (left alone; --retry-failed reruns them)")
+    if plan.held:
+        parts.append(f"{len(plan.held)} running elsewhere")
+    print(f"suite {suite.name}: {len(suite.runs)} runs, {', '.join(parts)}, {len(todo)} to run "
+          f"→ {store.root / suite.name}" + (f" (executor {args.executor})" if todo else ""))
+    store.write_suite_info(suite.name, {**{k: suite.raw.get(k) for k in ("name", "description", "experiment")},
+                                        "runs": steps})
+    failed = [run.run_id for run, _ in plan.failed]
+    if todo:
+        from benchmark import plugins
+
+        jobs = [Job(run, steps[run.run_id]) for run in todo]
+        reporter = GridReporter(suite.name, jobs, store.suite_dir(suite.name), _outcome_line,
+                                parallel=args.executor != "local")
+        files = tuple(p.target for p in plugins.PLUGINS.values() if p.kind == "file" and p.ok)
+        ctx = Context(suite.name, str(store.root.resolve()), redo_states(args.force, args.retry_failed), not_before,
+                      reporter, files)
+        try:
+            with handle_interrupts(), reporter:
+                outcomes = executor.execute(jobs, ctx)
+        except Interrupted as exc:
+            left = [job.run_id for job in jobs if store.inspect(suite.name, job.run_id).state not in ("finished", "failed")]
+            print(f"interrupted by {exc.name}: {len(jobs) - len(left)} of {len(jobs)} runs stored; a run going on was "
+                  f"abandoned and left nothing behind; not done: {len(left)} ({', '.join(left)}). "
+                  "Run the same command to resume.", file=sys.stderr)
+            return exc.exit_code
+        failed += [o["run_id"] for o in outcomes if o["status"] == "failed"]
+        others = [o for o in outcomes if o["status"] == "skipped"]
+        if others:
+            print(f"{len(others)} run(s) were taken over or stored by another invocation meanwhile "
+                  "(`python -m benchmark status` shows them)")
     if failed:
-        print(f"{len(failed)} run(s) failed; their errors are in {store.root / suite.name}/<run_id>/metrics.json; "
-              "rerun the same command to retry them.", file=sys.stderr)
+        print(f"{len(failed)} run(s) of suite {suite.name} failed; their errors are in "
+              f"{store.root / suite.name}/<run_id>/metrics.json (`python -m benchmark status {suite.name}` lists them); "
+              "plain reruns leave them alone, `--retry-failed` reruns them.", file=sys.stderr)
         return 1
     return 0
+
+
+EXECUTOR_OPTIONS = ("address", "gpus_per_run", "cpus_per_run", "max_retries", "mem_gb", "time_min", "array_parallelism",
+                    "partition", "cluster", "detach")
+
+
+def _executor_options(args, resources) -> dict:
+    """Executor options: the suite's ``resources:`` mapping, overridden by the command line."""
+    resources = resources or {}
+    if not isinstance(resources, dict) or set(resources) - set(EXECUTOR_OPTIONS):
+        raise ConfigError(f"suite key resources must be a mapping of {', '.join(EXECUTOR_OPTIONS)}; got {resources!r}")
+    cli = {k: getattr(args, k, None) for k in EXECUTOR_OPTIONS}
+    return {**resources, **{k: v for k, v in cli.items() if v not in (None, False)}}
+
+
+def _outcome_line(job, outcome: dict) -> str:
+    from rich.markup import escape
+
+    if outcome["status"] == "skipped":
+        return f"run {job.run_id} skipped: {escape(outcome.get('reason', ''))}"
+    if outcome["status"] != "finished":
+        m = outcome.get("metrics") or {}
+        failure = m.get("failure") or {}
+        where = f" at iteration {failure['step']}" if failure.get("step") is not None else ""
+        return f"[red]run {job.run_id} failed{where}:[/red] {escape(str(outcome.get('error') or m.get('error')))}"
+    try:
+        return escape(_summary_line(job.run, outcome["metrics"]))
+    except (KeyError, TypeError, ValueError):
+        return f"{job.run_id}: finished"
 
 
 def _summary_line(run, m: dict) -> str:
     from methods import keys
 
+    if not m.get(keys.HAS_GT, True):  # no ground truth: no PSNR (docs/conventions.md §11)
+        stops = "".join(f", ES[{rule}] @ {m[keys.es(rule, 'step')]}" for rule in keys.es_rules(m)
+                        if m.get(keys.es(rule, "step")) is not None)
+        residual = m.get(keys.FINAL_RESIDUAL)
+        return (f"{run.run_id} (seed {run.run.seed}, no ground truth){stops}, final ‖Ax−y‖ "
+                f"{'–' if residual is None else f'{residual:.4g}'} ({m['wall_time_s']:.0f} s)")
     if m["kind"] == "baseline":
         return f"{run.run_id}: {m[keys.FINAL_PSNR]:.2f} dB"
     stops = "".join(f", ES[{rule}] {m[keys.es(rule, 'psnr')]:.2f} dB @ {m[keys.es(rule, 'step')]}"
@@ -87,6 +150,7 @@ def _quiet_lightning() -> None:
 
 
 def cmd_list(args) -> int:
+    from benchmark import plugins
     from benchmark.suites import available_suites, load_suite
     from datamodules.registry import BROKEN as BROKEN_DATASETS
     from datamodules.registry import load_all as load_datasets
@@ -100,16 +164,20 @@ def cmd_list(args) -> int:
 
     methods, datasets = load_methods(), load_datasets()
     listing = {
-        "methods": {n: {"kind": s.kind, "description": s.description, "paper": s.paper, "source": s.source_file,
+        "methods": {n: {"kind": s.kind, "description": s.description, "paper": s.paper, "origin": s.origin,
+                        "source": s.source_file,
                         "requires": sorted(s.requirements(s.config())), "config": fields(s.config)}
                     for n, s in sorted(methods.items())},
-        "datasets": {n: {"description": s.description, "source": s.module,
-                         "capabilities": sorted(s.capabilities_for(s.config())) if not callable(s.capabilities) else "per config",
+        "datasets": {n: {"description": s.description, "origin": s.origin, "source": s.module,
+                         "capabilities": sorted(s.capabilities_for(s.config())),  # of the default config
+                         "capabilities_vary_with_config": callable(s.capabilities),
                          "config": fields(s.config)} for n, s in sorted(datasets.items())},
         "stopping_rules": {n: {"description": s.description, "paper": s.paper, "config": fields(s.config)}
                            for n, s in sorted(STOPPING_RULES.items())},
         "suites": {},
-        "broken": {name: {"error": error} for name, error in {**BROKEN_METHODS, **BROKEN_DATASETS}.items()},
+        "plugins": {o: {"kind": p.kind, "methods": p.methods, "datasets": p.datasets, "stopping_rules": p.stopping_rules,
+                        **({"error": p.error} if p.error else {})} for o, p in plugins.PLUGINS.items()},
+        "broken": {name: {"error": error} for name, error in {**BROKEN_METHODS, **BROKEN_DATASETS, **plugins.broken()}.items()},
     }
     for name, path in available_suites().items():
         try:
@@ -126,8 +194,9 @@ def cmd_list(args) -> int:
             print(f"{section}:" if section != "broken"
                   else "broken plugin files (not loaded; fix them to use their methods/datasets):")
             for name, info in listing[section].items():
+                origin = f"  [{info['origin']}]" if info.get("origin") else ""
                 print(f"  {name:24s} "
-                      f"{info.get('description', info.get('error', '').splitlines()[0] if info.get('error') else '')}")
+                      f"{info.get('description', info.get('error', '').splitlines()[0] if info.get('error') else '')}{origin}")
     return 0
 
 
@@ -151,17 +220,91 @@ def main(argv=None) -> int:
     p_run.add_argument("suite", help="suite name (see `list`) or path to a suite .yaml")
     p_run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. run.max_steps=100")
     p_run.add_argument("--results", default="results", help="run store folder (default: results/)")
-    p_run.add_argument("--force", action="store_true", help="rerun finished runs too")
+    p_run.add_argument("--force", action="store_true", help="rerun finished (and failed) runs too")
+    p_run.add_argument("--retry-failed", action="store_true", help="rerun failed runs (plain reruns leave them alone)")
+    p_run.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
+                       help="local: one after another in this process (default); ray: one run per GPU on this box or a "
+                            "Ray cluster; slurm: a submitit job array")
+    p_run.add_argument("--gpus-per-run", type=float, help="ray/slurm: GPUs per run (ray: fractions allowed; "
+                                                          "default 1 if the Ray cluster has GPUs, else 0)")
+    p_run.add_argument("--cpus-per-run", type=int, help="ray/slurm: CPUs per run (default 1)")
+    p_run.add_argument("--address", help="ray: address of an existing Ray cluster (default: start Ray on this box)")
+    p_run.add_argument("--max-retries", type=int, help="ray: retries of a run whose worker process died (default 1)")
+    p_run.add_argument("--mem-gb", type=int, help="slurm: memory per run")
+    p_run.add_argument("--time-min", type=int, help="slurm: time limit per run in minutes (default 1440)")
+    p_run.add_argument("--array-parallelism", type=int, help="slurm: at most this many runs at once")
+    p_run.add_argument("--partition", help="slurm: partition")
+    p_run.add_argument("--slurm-cluster", dest="cluster", choices=["slurm", "local"],
+                       help="slurm: 'local' runs the array as local processes (testing); default: slurm when sbatch exists")
+    p_run.add_argument("--detach", action="store_true", help="slurm: exit after submitting (see `status`)")
+    p_status = sub.add_parser("status", help="finished / failed / running / pending runs, time spent and left")
+    p_status.add_argument("suite", nargs="?", help="suite name (default: every suite in the results folder)")
+    p_status.add_argument("--results", default="results", help="run store folder (default: results/)")
+    p_status.add_argument("--json", action="store_true")
     p_list = sub.add_parser("list", help="registered methods, datasets and suites")
     p_list.add_argument("--json", action="store_true")
     p_rep = sub.add_parser("report", help="tables and figures from stored runs (no recomputation)")
     p_rep.add_argument("--results", default="results")
     p_rep.add_argument("--out", default="reports/out")
     p_rep.add_argument("--suite", action="append", help="only these suites")
+    p_rec = sub.add_parser("reconstruct", help="run one method on one measurement and write the stopped image",
+                           description="Run one method on one dataset (e.g. your own measurement) and write the image "
+                                       "picked by the first stopping rule as OUT(.png/.npy) and the final iterate as "
+                                       "OUT_final(.png/.npy); the run is stored under RESULTS/reconstruct/.")
+    p_rec.add_argument("--method", required=True, help="method name (see `list`)")
+    p_rec.add_argument("--dataset", required=True, help="dataset name (see `list`), e.g. measurement")
+    p_rec.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dataset.file=sino.npy")
+    p_rec.add_argument("--out", required=True, help="output image, e.g. recon.png (also recon.npy, recon_final.*)")
+    p_rec.add_argument("--results", default="results", help="run store folder (default: results/)")
+    p_rec.add_argument("--force", action="store_true", help="recompute even if the same run is stored")
+    for p in sub.choices.values():
+        p.add_argument("--plugins", action="append", metavar="FILE.py", default=[],
+                       help="import this file first: it may register methods/datasets (repeatable)")
     args = parser.parse_args(argv)
     _quiet_lightning()
+    commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "reconstruct": cmd_reconstruct,
+                "status": cmd_status}
     try:
-        return {"run": cmd_run, "list": cmd_list, "report": cmd_report}[args.command](args)
+        _load_plugins(args)
+        return commands[args.command](args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from benchmark.plugins import hint
+
+        print(f"error: {exc}{hint() if 'unknown' in str(exc) else ''}", file=sys.stderr)
         return 2
+
+
+def _load_plugins(args) -> None:
+    """``--plugins`` files, and for commands that run something, the installed plugins:
+    a name registered twice is an error there, a plugin that fails to import a warning
+    (``list`` shows both with the broken files; ``report`` and ``status`` only read the store)."""
+    from benchmark import plugins
+
+    plugins.load_files(args.plugins)
+    if args.command in ("run", "reconstruct"):
+        plugins.load_entry_points()
+        plugins.check_conflicts()
+        plugins.warn_broken()
+
+
+def cmd_status(args) -> int:
+    from benchmark.status import as_json, render, suite_status
+    from benchmark.store import RunStore, StoreError
+
+    store = RunStore(args.results)
+    if store.root.exists() and not store.root.is_dir():
+        raise StoreError(f"results path {store.root} is a file, not a folder; pass a folder with --results DIR")
+    name = Path(args.suite).stem if args.suite and args.suite.endswith((".yaml", ".yml")) else args.suite
+    suites = [name] if name else store.suites()
+    if not suites:
+        print(f"no suites under {store.root}/ yet — start one with `python -m benchmark run SUITE`")
+        return 0
+    statuses = [suite_status(store, s) for s in suites]
+    print(json.dumps(as_json(statuses), indent=2) if args.json else render(statuses))
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from benchmark.reconstruct import reconstruct
+
+    return reconstruct(args.method, args.dataset, _overrides(args.set), args.out, args.results, args.force)

@@ -52,6 +52,20 @@ def _default_stopping() -> dict:
 
 
 @dataclass
+class DivergenceSettings:
+    """When a run has diverged: it is stopped and stored as failed with the iteration, the
+    reason and its trace so far (benchmark/guards.py). Always on a NaN/inf loss or iterate; in
+    the reconstruction stage also when, for ``patience`` consecutive iterations, the loss stays
+    above ``factor`` × its value at the first iteration (explodes; ``factor: null`` turns this
+    off for a method whose returned loss grows by design), or (``stall: true``) the loss does
+    not change at all (vanished gradients, e.g. a sigmoid output saturated by a huge step)."""
+
+    factor: Annotated[float, Range(gt=1)] | None = 10.0
+    patience: PositiveInt = 100
+    stall: bool = True
+
+
+@dataclass
 class RunSettings:
     """Settings of one run that are not the method's or the dataset's."""
 
@@ -65,6 +79,7 @@ class RunSettings:
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     deterministic: bool = True
     save_images: bool = True
+    divergence: DivergenceSettings = field(default_factory=DivergenceSettings)  # benchmark/guards.py
 
 
 def from_dict(cls, data: dict, where: str):

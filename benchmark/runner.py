@@ -6,7 +6,9 @@ measurement only; the metric callbacks hold the ground truth.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 import time
 import traceback
 
@@ -15,12 +17,13 @@ import pandas as pd
 import torch
 
 from benchmark.config import RunConfig
+from benchmark.guards import Diverged, DivergenceGuard
 from benchmark.provenance import run_provenance
-from benchmark.store import RunStore
+from benchmark.store import LostClaim, RunStore, StoreError
 from datamodules.datamodule import SingleMeasurementDataModule
 from datamodules.registry import load_all as load_datasets
 from methods import keys
-from methods.callbacks import EMAOutput, FinalIterate, NamedIterates, OracleBest, Scorer, Trace
+from methods.callbacks import EMAOutput, FinalIterate, NamedIterates, OracleBest, Scorer, Trace, data_residual
 from methods.registry import load_all as load_methods
 from methods.stopping import build_stopping_rules
 
@@ -56,22 +59,30 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
         devices=1,
         precision=settings.precision,
         deterministic=settings.deterministic,
-        callbacks=callbacks + list(extra_callbacks),
+        # the divergence guard first: no other callback ever sees a NaN iterate (benchmark/guards.py)
+        callbacks=[DivergenceGuard(**dataclasses.asdict(settings.divergence)), *callbacks,
+                   *extra_callbacks],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(module, datamodule=SingleMeasurementDataModule(task.measurement(), module.total_iterations))
+    try:
+        trainer.fit(module, datamodule=SingleMeasurementDataModule(task.measurement(), module.total_iterations))
+    except Exception as exc:
+        exc.partial_trace = pd.DataFrame(callbacks[-1].rows)  # the trace up to the failure is stored with it
+        raise
     metrics, images = {}, {}
     for cb in callbacks:
         m, im = cb.summary()
         metrics.update(m)
         images.update(im)
     for rule in settings.stopping:
-        if metrics.get(keys.es(rule, "psnr")) is not None:
+        if metrics.get(keys.es(rule, "psnr")) is not None and keys.PEAK_PSNR in metrics:
             metrics[keys.es(rule, "gap_db")] = metrics[keys.PEAK_PSNR] - metrics[keys.es(rule, "psnr")]
+        if images.get(f"es_{rule}") is not None:
+            metrics[keys.es(rule, "data_residual")] = data_residual(task.physics, images[f"es_{rule}"], task.y)
     metrics["n_params"] = sum(p.numel() for p in module.net.parameters())
     metrics["n_trainable"] = sum(p.numel() for g in module.parameter_groups() for p in g.params)
     metrics["iterations"] = module.total_iterations
@@ -79,21 +90,33 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
 
 
 def _run_baseline(spec, run: RunConfig, task):
-    baseline = spec.cls(run.method_cfg, task.measurement(), oracle=task.psnr)
+    has_gt = task.gt is not None
+    baseline = spec.cls(run.method_cfg, task.measurement(), oracle=task.psnr if has_gt else None)
     with torch.no_grad():
         x = baseline.reconstruct()
-    psnr, ssim = task.psnr(x), task.ssim(x)
-    metrics = {keys.PEAK_PSNR: psnr, keys.PEAK_STEP: None, keys.PEAK_SSIM: ssim, keys.FINAL_PSNR: psnr,
-               keys.FINAL_SSIM: ssim, **baseline.info}
-    return metrics, {"final": x}, pd.DataFrame(baseline.trace)
+    metrics = {keys.FINAL_RESIDUAL: data_residual(task.physics, x, task.y), **baseline.info}
+    trace = pd.DataFrame(baseline.trace)
+    if has_gt:
+        psnr, ssim = task.psnr(x), task.ssim(x)
+        metrics.update({keys.PEAK_PSNR: psnr, keys.PEAK_STEP: None, keys.PEAK_SSIM: ssim, keys.FINAL_PSNR: psnr,
+                        keys.FINAL_SSIM: ssim})
+    else:  # no PSNR/SSIM columns at all (docs/conventions.md §11)
+        trace = trace.drop(columns=[c for c in trace.columns if "psnr" in c or "ssim" in c])
+    return metrics, {"final": x}, trace
 
 
-def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=()) -> dict:
-    """Run one config and store it; a failure is stored as status "failed" (never
-    raised), so one bad run cannot stop a grid."""
+def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), claim=None, placement=None) -> dict:
+    """Run one config and store it; a failure (exception, out of memory, divergence) is stored
+    as status "failed" with its reason and traceback (never raised), so one bad run cannot stop
+    a grid. Only an interruption (KeyboardInterrupt, SIGTERM: a BaseException) or a store that
+    cannot be written propagates. ``claim`` (benchmark/locks.py) is checked before the write;
+    ``placement`` (executor, …) is stored with the host, pid and ``CUDA_VISIBLE_DEVICES``."""
     spec = load_methods()[run.method]
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     provenance = run_provenance(spec.source_file)
+    where = {"started_at": started_at, "placement": {"host": socket.gethostname(), "pid": os.getpid(),
+                                                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                                     **(placement or {})}}
     try:
         L.seed_everything(run.run.seed, workers=False, verbose=False)
         task = build_task(run)
@@ -101,21 +124,38 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=()) -> 
             metrics, images, trace = _run_baseline(spec, run, task)
         else:
             metrics, images, trace = _fit_dip(spec, run, task, extra_callbacks)
+        has_gt = task.gt is not None  # without it every PSNR/SSIM key is absent (docs/conventions.md §11)
         base = {"status": "finished", "method": run.method, "dataset": run.dataset, "kind": spec.kind,
-                "provenance": task.provenance, "metric": task.metric.description,
-                keys.DEGRADED_PSNR: task.psnr(task.degraded)}
-        metrics = {**base, **metrics, "wall_time_s": time.perf_counter() - start, **provenance}
+                "provenance": task.provenance, keys.HAS_GT: has_gt,
+                "metric": task.metric.description if has_gt else "no ground truth (PSNR/SSIM not computed)",
+                **({keys.DEGRADED_PSNR: task.psnr(task.degraded)} if has_gt else {})}
+        metrics = {**base, **metrics, "wall_time_s": time.perf_counter() - start, **where, "ended_at": time.time(),
+                   **provenance}
         to_np = lambda t: t.detach().float().cpu()[0].numpy()  # noqa: E731
-        shown = {"gt": task.gt, "degraded": task.degraded, **{k: v for k, v in images.items() if v is not None}}
+        shown = {"gt": task.gt, "degraded": task.degraded, **images}
+        shown = {k: v for k, v in shown.items() if v is not None}
         arrays = {k: to_np(v) for k, v in shown.items()} if run.run.save_images else {}
         previews = {k: to_np(task.to_image(v)) for k, v in shown.items()} if run.run.save_images else {}
-        store.write(suite, run, metrics, trace, arrays, previews)
+        store.write(suite, run, metrics, trace, arrays, previews, claim=claim)
         return metrics
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StoreError, LostClaim):
         raise
-    except Exception as exc:  # stored, reported, and retried next time
+    except Exception as exc:  # stored and reported; rerun only with --retry-failed
         metrics = {"status": "failed", "method": run.method, "dataset": run.dataset, "kind": spec.kind,
-                   "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-                   "wall_time_s": time.perf_counter() - start, **provenance}
-        store.write(suite, run, metrics, None, {})
+                   "error": f"{type(exc).__name__}: {exc}", "failure": failure_info(exc),
+                   "traceback": traceback.format_exc(), "wall_time_s": time.perf_counter() - start, **where,
+                   "ended_at": time.time(), **provenance}
+        store.write(suite, run, metrics, getattr(exc, "partial_trace", None), {}, claim=claim)
         return metrics
+
+
+def failure_info(exc: BaseException) -> dict:
+    """What kind of failure: ``diverged`` (with the iteration, stage and reason), ``out_of_memory``
+    or ``exception``."""
+    if isinstance(exc, Diverged):
+        return {"kind": "diverged", "step": exc.step, "stage": exc.stage, "reason": exc.reason}
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the next run of this process starts with the memory free
+        return {"kind": "out_of_memory", "reason": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+    return {"kind": "exception", "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}

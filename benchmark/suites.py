@@ -11,8 +11,11 @@ A suite file (``benchmark/suites/<name>.yaml``)::
     set:  {dataset.crop: 64, run.max_steps: 1500}      # defaults of every run
     grid: {dataset.image: [astronaut, coffee]}         # cartesian product
           # a value {image_set: a_fig3} expands to that named image set
+    plugins: [my_methods.py]    # optional: files registering methods/datasets (paths relative
+                                # to this file; benchmark/plugins.py), loaded before expansion
 
-Precedence (mappings merge key by key): ``set`` < ``grid`` < keys of a ``methods`` /
+Precedence (mappings merge key by key, except that a mapping naming another component, e.g.
+``net: {name: deep_decoder}`` over a ``set:`` U-Net, replaces it): ``set`` < ``grid`` < keys of a ``methods`` /
 ``datasets`` entry < ``--set`` overrides. A grid key that an entry also gives is an error
 (ambiguous), and so are two DIP runs of the file that resolve to the same run id. If
 ``--set`` makes distinct runs of the file coincide, a warning on stderr says how many.
@@ -36,7 +39,8 @@ import yaml
 from benchmark.config import ConfigError, IncompatibleError, RunConfig, resolve, set_dotted, yaml_load
 
 SUITES_DIR = Path(__file__).parent / "suites"
-SUITE_KEYS = {"name", "description", "experiment", "methods", "datasets", "seeds", "set", "grid", "notes"}
+SUITE_KEYS = {"name", "description", "experiment", "methods", "datasets", "seeds", "set", "grid", "notes", "plugins",
+              "resources"}  # resources: executor options (benchmark/cli.py EXECUTOR_OPTIONS), not part of run ids
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Suite:
     runs: list[RunConfig]
     raw: dict
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (method, dataset, reason): incompatible pairs
+    plugins: list = field(default_factory=list)  # benchmark.plugins.Plugin loaded by the suite's plugins: key
 
 
 def available_suites() -> dict[str, Path]:
@@ -79,9 +84,29 @@ def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
     for key in ("set", "grid"):
         if not isinstance(raw.get(key) or {}, dict):
             raise ConfigError(f"{path}: '{key}' must be a mapping of dotted keys (e.g. dataset.crop: 64)")
+    plugins = _load_plugins(raw.get("plugins"), path)
     skipped: list[tuple[str, str, str]] = []
     runs = expand(raw, overrides or {}, str(path), skipped)
-    return Suite(raw.get("name", path.stem), raw.get("description", ""), runs, raw, skipped)
+    return Suite(raw.get("name", path.stem), raw.get("description", ""), runs, raw, skipped, plugins)
+
+
+def _load_plugins(paths, suite_path: Path) -> list:
+    """The suite's ``plugins:`` files (relative to the suite file), imported before expansion."""
+    from benchmark.plugins import load_file
+
+    if paths is None:
+        return []
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise ConfigError(f"{suite_path}: 'plugins' must be a list of .py file paths (relative to the suite file), "
+                          f"got {paths!r}")
+    loaded = [load_file(suite_path.parent / Path(p).expanduser(), f"{suite_path}: plugins[{i}]") for i, p in enumerate(paths)]
+    for i, plugin in enumerate(loaded):
+        if plugin.error:  # the suite needs it: an error here, not a warning
+            raise ConfigError(f"{suite_path}: plugins[{i}] ({plugin.target}) failed to import: "
+                              f"{plugin.error.splitlines()[0]}")
+    return loaded
 
 
 def _entry(item) -> dict:
@@ -114,11 +139,28 @@ def _build(names: dict, seed: int, layers: list[tuple[dict, bool]], skip) -> dic
     """A raw run config: the layers in order of precedence, each ``(keys, filtered by skip)``."""
     config = {"method": {"name": names["method"]}, "dataset": {"name": names["dataset"]}, "run": {"seed": seed}}
     for layer, filtered in layers:
+        leaves = {leaf: v for key, value in layer.items() for leaf, v in _flatten(value, key).items()}
+        _drop_replaced_choices(config, {k: v for k, v in leaves.items() if not (filtered and skip(k))})
         for key, value in layer.items():
             for leaf, v in _flatten(value, key).items():
                 if not (filtered and skip(leaf)):
                     set_dotted(config, leaf, copy.deepcopy(v))
     return config
+
+
+def _drop_replaced_choices(config: dict, leaves: dict) -> None:
+    """A layer that names another component under a key (``method.net.name: deep_decoder`` over a
+    ``set:`` U-Net) replaces the mapping there instead of merging into it."""
+    for leaf, value in leaves.items():
+        if not leaf.endswith(".name") or leaf.count(".") < 2:  # method.name / dataset.name are the run's own
+            continue
+        *parents, last = leaf.removesuffix(".name").split(".")
+        node = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        old = node.get(last) if isinstance(node, dict) else None
+        if isinstance(old, dict) and old.get("name") not in (None, value):
+            del node[last]
 
 
 def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | None = None) -> list[RunConfig]:

@@ -42,7 +42,7 @@ import torch
 
 from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from datamodules.task import Measurement
-from methods.inputs import network_input
+from methods.inputs import input_size, network_input
 from methods.networks import NetConfig, UNetConfig, build_network
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD,
@@ -58,7 +58,7 @@ class DIPConfig:
     grad_clip: Annotated[float, Range(gt=0)] | None = 1.0  # gradient-norm clipping (Survey B handbook: 1); null = off
     # mean | ½‖Ax−y‖² (eq 3) | ÷‖A‖⁴ (handbook) | ‖Ax−y‖²/(‖A‖²·n) (docs/conventions.md §1: size-free weights)
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "mse"
-    input: Literal["noise", "fbp", "adjoint"] = "noise"
+    input: Literal["noise", "fbp", "adjoint", "reference"] = "noise"  # reference: the task's reference image (Ref-G)
     input_dist: Literal["gaussian", "uniform"] = "gaussian"  # gaussian: scale·N(0,1) | uniform: U[0, scale)
     input_channels: PositiveInt = 1
     input_scale: NonNegativeFloat = 0.1
@@ -99,6 +99,8 @@ class DIPModule(L.LightningModule):
         needs = set(cls.requires)
         if cfg.input == "fbp":
             needs.add("fbp")
+        if cfg.input == "reference":
+            needs.add("reference_image")
         if cfg.input == "adjoint" or cfg.loss == "half_sse_normalised":
             needs.add("linear")
         return needs
@@ -107,7 +109,12 @@ class DIPModule(L.LightningModule):
         super().__init__()
         self.cfg, self.problem, self.seed, self.max_steps = cfg, problem, seed, max_steps
         self.physics = problem.physics
-        z = network_input(cfg.input, problem, cfg.input_channels, cfg.input_dist, cfg.input_scale, seed)
+        size = input_size(cfg.net, problem.x_shape)  # the image's, or a network's low-resolution seed (deep decoder)
+        if size != tuple(problem.x_shape[-2:]) and cfg.input != "noise":
+            raise ValueError(f"net.name = {cfg.net.name!r} takes a low-resolution noise seed of size {size}; "
+                             f"input = {cfg.input!r} is an image-size input (use input: noise)")
+        z = network_input(cfg.input, problem, cfg.input_channels, cfg.input_dist, cfg.input_scale, seed,
+                          size=size if cfg.input == "noise" else None)
         if cfg.learn_input:
             self.z = torch.nn.Parameter(z)
         else:
@@ -116,6 +123,11 @@ class DIPModule(L.LightningModule):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # network initialisation depends on the run seed only
             self.net = build_network(cfg.net, z.shape[1], problem.x_shape[0], sigmoid)
+        if hasattr(self.net, "output_size"):  # networks fed a seed smaller than the image learn the image size here
+            self.net.output_size = tuple(problem.x_shape[-2:])
+        if "support" in problem.extras:  # x vanishes outside a known support (MRI: the coil maps'): f_θ(z)·support
+            self.register_buffer("support", problem.extras["support"].float())
+            self.net.register_forward_hook(self._restrict_to_support)
         self.fidelity_scale = self._fidelity_scale(cfg.loss, problem)
         self._generator: torch.Generator | None = None
         self._group_names: list[str] = []
@@ -185,6 +197,10 @@ class DIPModule(L.LightningModule):
     def forward(self) -> torch.Tensor:
         return self.net(self.z)
 
+    def _restrict_to_support(self, net, inputs, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook on ``self.net``: every network output is zero outside ``extras["support"]``."""
+        return output * self.support.to(output.dtype)
+
     @property
     def generator(self) -> torch.Generator:
         """The run's one generator for randomness inside the method (seeded by ``run.seed``)."""
@@ -192,6 +208,11 @@ class DIPModule(L.LightningModule):
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device).manual_seed(self.seed + 1)
         return self._generator
+
+    def reseed_generator(self) -> None:
+        """Restart the run's generator from its seed (e.g. at a stage start, so a stage's draws do not
+        depend on how many the stages before it made)."""
+        self._generator = None
 
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
         return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)

@@ -6,6 +6,12 @@ reconstruction stage, ≤ 0 in preparatory stages), x^(k) = f_{θ_{k-1}}(z) for 
 (Survey B Algorithm 1). Peak, EMA, stopping rules and the final image see only the
 reconstruction stage; the trace records every stage. Nothing here writes files: the
 runner asks each callback for its ``summary()``. Metric and column names: methods/keys.py.
+
+Without ground truth (``task.has_ground_truth`` False, a user's real measurement) nothing
+is scored: every PSNR/SSIM metric and trace column is absent (not NaN), the oracle peak
+does not exist, and the loss, the data residual ‖Ax − y‖₂ (trace column for every run),
+the EMA and named iterates' images and every stopping rule's pick are still recorded
+(docs/conventions.md §11).
 """
 from __future__ import annotations
 
@@ -49,11 +55,26 @@ class StepOutput:
         return cls(float(loss) if loss is not None else float("nan"), x, iterates, scalars)
 
 
+def has_ground_truth(task) -> bool:
+    return getattr(task, "gt", None) is not None
+
+
+def data_residual(physics, x: torch.Tensor, y: torch.Tensor) -> float:
+    """‖A x − y‖₂ over all entries (complex ones by modulus), in float64."""
+    if x.dtype in (torch.float16, torch.bfloat16):  # mixed precision: the operator is float32 outside autocast
+        x = x.float()
+    with torch.no_grad():  # on y's device: the batch's during training, the task's (CPU) after Trainer.fit
+        r = physics.A(x.to(y.device)) - y
+        return float(torch.linalg.vector_norm(r.to(torch.complex128 if r.is_complex() else torch.float64)))
+
+
 class Scorer:
-    """PSNR of the current iterate, computed once per step however many callbacks ask."""
+    """PSNR of the current iterate, computed once per step however many callbacks ask
+    (only with a ground truth: ``available``)."""
 
     def __init__(self, task: Task):
         self.task = task
+        self.available = has_ground_truth(task)
         self._step, self._value = None, float("nan")
 
     def psnr(self, step: int, x: torch.Tensor) -> float:
@@ -71,6 +92,11 @@ class IterateCallback(Callback):
     def __init__(self, task: Task, scorer: Scorer | None = None):
         self.task = task
         self.scorer = scorer or Scorer(task)
+        self.has_gt = has_ground_truth(task)
+
+    def scores(self, x: torch.Tensor) -> dict[str, float]:
+        """``{"psnr", "ssim"}`` of ``x`` against the ground truth; ``{}`` without one."""
+        return {"psnr": self.task.psnr(x), "ssim": self.task.ssim(x)} if self.has_gt else {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.reconstruction_only and not pl_module.reconstructing:
@@ -98,11 +124,15 @@ class OracleBest(IterateCallback):
         self.best_psnr, self.best_step, self.best_x = float("-inf"), 0, None
 
     def on_iterate(self, step, out):
+        if not self.has_gt:
+            return  # no oracle without a ground truth
         psnr = self.scorer.psnr(step, out.x)
         if psnr > self.best_psnr:
             self.best_psnr, self.best_step, self.best_x = psnr, step, out.x.clone()
 
     def summary(self):
+        if not self.has_gt:
+            return {}, {}
         ssim = self.task.ssim(self.best_x) if self.best_x is not None else float("nan")
         return {keys.PEAK_PSNR: self.best_psnr, keys.PEAK_STEP: self.best_step, keys.PEAK_SSIM: ssim}, {"peak": self.best_x}
 
@@ -119,9 +149,12 @@ class FinalIterate(IterateCallback):
 
     def summary(self):
         if self.x is None:
-            return {keys.FINAL_PSNR: float("nan"), keys.FINAL_SSIM: float("nan"), keys.FINAL_STEP: 0}, {}
-        metrics = {keys.FINAL_PSNR: self.task.psnr(self.x), keys.FINAL_SSIM: self.task.ssim(self.x),
-                   keys.FINAL_STEP: self.step, keys.FINAL_LOSS: self.loss}
+            nan = {keys.FINAL_PSNR: float("nan"), keys.FINAL_SSIM: float("nan")} if self.has_gt else {}
+            return {**nan, keys.FINAL_STEP: 0}, {}
+        scores = self.scores(self.x)
+        metrics = {**({keys.FINAL_PSNR: scores["psnr"], keys.FINAL_SSIM: scores["ssim"]} if scores else {}),
+                   keys.FINAL_STEP: self.step, keys.FINAL_LOSS: self.loss,
+                   keys.FINAL_RESIDUAL: data_residual(self.task.physics, self.x, self.task.y)}
         return metrics, {"final": self.x}
 
 
@@ -142,7 +175,7 @@ class EMAOutput(IterateCallback):
         self.step = step
 
     def trace_values(self):
-        if self.ema is None:
+        if self.ema is None or not self.has_gt:
             return {}
         psnr = self.task.psnr(self.ema)
         if psnr > self.best_psnr:
@@ -152,6 +185,8 @@ class EMAOutput(IterateCallback):
     def summary(self):
         if self.ema is None:
             return {}, {}
+        if not self.has_gt:
+            return {}, {"ema": self.ema}
         final = self.task.psnr(self.ema)
         return {"ema_final_psnr": final, "ema_peak_psnr_traced": max(self.best_psnr, final),
                 "ema_peak_step_traced": self.best_step if self.best_psnr >= final else self.step}, {"ema": self.ema}
@@ -173,6 +208,8 @@ class NamedIterates(IterateCallback):
 
     def trace_values(self):
         row = {}
+        if not self.has_gt:
+            return row
         for name, value in self.latest.items():
             psnr = self.task.psnr(value)
             row[keys.iterate_psnr_column(name)] = psnr
@@ -183,18 +220,21 @@ class NamedIterates(IterateCallback):
     def summary(self):
         metrics, images = {}, {}
         for name, value in self.latest.items():
+            images[f"iterate_{name}"] = value
+            if not self.has_gt:
+                continue
             final = self.task.psnr(value)
             peak, peak_step = max(self.best.get(name, (float("-inf"), 0)), (final, self.step))
             metrics.update({keys.iterate(name, "final_psnr"): final, keys.iterate(name, "peak_psnr"): peak,
                             keys.iterate(name, "peak_step"): peak_step})
-            images[f"iterate_{name}"] = value
         return metrics, images
 
 
 class Trace(IterateCallback):
     """Per-iteration trace at a stride, kept in memory (written once by the runner):
-    step, stage, loss, PSNR, SSIM (every ``ssim_every`` rows), the method's scalars and
-    the other callbacks' columns. Records every stage."""
+    step, stage, loss, data residual ‖Ax − y‖₂, PSNR and SSIM (every ``ssim_every`` rows;
+    only with a ground truth), the method's scalars and the other callbacks' columns.
+    Records every stage."""
 
     reconstruction_only = False
 
@@ -204,9 +244,11 @@ class Trace(IterateCallback):
         self.others = list(others)
         self.rows: list[dict] = []
         self._last = None
+        self._physics, self._y = task.physics, task.y  # replaced by the module's (on its device) during fit
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.reconstructing = pl_module.reconstructing
+        self._physics, self._y = pl_module.physics, batch["y"]  # on the module's device
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_iterate(self, step, out):
@@ -220,9 +262,11 @@ class Trace(IterateCallback):
             self._record(*self._last)  # the final iterate is always in the trace
 
     def _record(self, step, out, stage, reconstructing):
-        row = {"step": step, "stage": stage, "loss": out.loss, "psnr": self.scorer.psnr(step, out.x)}
-        if len(self.rows) % self.ssim_every == 0:
-            row["ssim"] = self.task.ssim(out.x)
+        row = {"step": step, "stage": stage, "loss": out.loss, keys.RESIDUAL: data_residual(self._physics, out.x, self._y)}
+        if self.has_gt:
+            row["psnr"] = self.scorer.psnr(step, out.x)
+            if len(self.rows) % self.ssim_every == 0:
+                row["ssim"] = self.task.ssim(out.x)
         row.update(out.scalars)
         if reconstructing:
             for other in self.others:

@@ -2,12 +2,13 @@
 write them, the runner and the reports that read them.
 
 metrics.json: ``peak_psnr``, ``peak_step``, ``peak_ssim``, ``final_psnr``, ``final_ssim``,
-``final_step``, ``final_loss``, ``ema_final_psnr``, …; per stopping rule
-``es.<rule>.psnr|ssim|step|stop_step|gap_db``; per named iterate
-``iterate.<name>.final_psnr|peak_psnr|peak_step``.
+``final_step``, ``final_loss``, ``final_data_residual``, ``ema_final_psnr``, …; per stopping rule
+``es.<rule>.psnr|ssim|step|stop_step|gap_db|data_residual``; per named iterate
+``iterate.<name>.final_psnr|peak_psnr|peak_step``; ``has_ground_truth`` (False: every
+PSNR/SSIM key is absent, docs/conventions.md §11).
 
 trace.parquet: ``step`` (iteration, ≤ 0 in preparatory stages), ``stage``, ``loss``,
-``psnr``, ``ssim`` (every ``ssim_every``-th row), ``psnr_ema``, ``es.<rule>.g`` (the
+``data_residual`` (‖Ax − y‖₂), ``psnr``, ``ssim`` (every ``ssim_every``-th row), ``psnr_ema``, ``es.<rule>.g`` (the
 rule's monitored value), ``psnr_<iterate>``, and each scalar a method returns.
 """
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 PEAK_PSNR, PEAK_STEP, PEAK_SSIM = "peak_psnr", "peak_step", "peak_ssim"
 FINAL_PSNR, FINAL_SSIM, FINAL_STEP, FINAL_LOSS = "final_psnr", "final_ssim", "final_step", "final_loss"
 DEGRADED_PSNR = "degraded_psnr"
-TRACE_RESERVED = {"step", "stage", "loss", "psnr", "ssim", "psnr_ema"}
+RESIDUAL, FINAL_RESIDUAL = "data_residual", "final_data_residual"  # data residual ‖Ax − y‖₂ (trace column, final metric)
+HAS_GT = "has_ground_truth"
+TRACE_RESERVED = {"step", "stage", "loss", "psnr", "ssim", "psnr_ema", RESIDUAL}
 ES_FIELDS = ("psnr", "ssim", "step", "stop_step", "gap_db")
 
 

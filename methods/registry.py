@@ -7,6 +7,11 @@ A method declares what it needs of a task (``requirements(cfg)``, names from
 ``datamodules.registry.CAPABILITIES``); :func:`incompatibility` says why a pair cannot
 run, so suites skip it instead of storing a failure. A method file that fails to import
 is recorded in :data:`BROKEN` and the others keep working.
+
+Methods may also come from outside the project (plugins, ``benchmark/plugins.py``: entry
+points of the group ``dipbench.plugins``, ``--plugins file.py``, a suite's ``plugins:``
+key); every spec records its ``origin``, and a name registered twice raises
+``RegistrationConflict`` naming both sources.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import inspect
 import pkgutil
 import traceback
 from dataclasses import dataclass, field
+
+from datamodules.registry import conflict, origin_of
 
 KINDS = ("dip", "baseline")
 
@@ -27,6 +34,7 @@ class MethodSpec:
     description: str
     paper: str  # where it comes from, e.g. "Survey B Alg. 1"
     smoke_config: dict = field(default_factory=dict)  # overrides for a tiny, fast instance (contract tests)
+    origin: str = ""  # built-in module, plugin file or entry point (datamodules.registry.origin_of)
 
     @property
     def kind(self) -> str:
@@ -48,9 +56,10 @@ BROKEN: dict[str, str] = {}  # module name -> import error of method files that 
 
 def register_method(name: str, config: type, description: str, paper: str = "", smoke_config: dict | None = None):
     def decorator(cls):
+        origin = origin_of(cls.__module__, inspect.getsourcefile(cls) or "")
         if name in METHODS:
-            raise ValueError(f"method {name!r} is registered twice")
-        METHODS[name] = MethodSpec(name, cls, config, description, paper, dict(smoke_config or {}))
+            raise conflict("method", name, METHODS[name].origin, origin)
+        METHODS[name] = MethodSpec(name, cls, config, description, paper, dict(smoke_config or {}), origin)
         cls.method_name = name
         return cls
 
@@ -72,6 +81,18 @@ NOT_METHODS = {"registry", "base", "callbacks", "stopping", "keys", "networks", 
 
 
 def load_all() -> dict[str, MethodSpec]:
+    """Every method: the built-in ones (:func:`load_builtins`) and those of installed
+    plugins (entry points of ``dipbench.plugins``; broken ones are recorded, see
+    ``benchmark/plugins.py``). Plugin files are added by ``--plugins`` / a suite's
+    ``plugins:`` key before this is called."""
+    from benchmark.plugins import load_entry_points
+
+    load_builtins()
+    load_entry_points()
+    return METHODS
+
+
+def load_builtins() -> dict[str, MethodSpec]:
     """Import every module of ``methods`` and ``methods.baselines`` so they register; a
     module that fails to import is recorded in :data:`BROKEN` instead."""
     import methods

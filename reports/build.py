@@ -6,17 +6,31 @@ from pathlib import Path
 import pandas as pd
 
 from reports.collect import add_labels, load_runs
-from reports.figures import psnr_curves, reconstruction_panel
-from reports.tables import code_versions, paper_comparison, per_run_table, summary_table
+from reports.figures import mean_psnr_curves, psnr_curves, reconstruction_panel, residual_curves
+from reports.leaderboard import write_leaderboard
+from reports.tables import (
+    code_versions,
+    no_ground_truth_per_run,
+    no_ground_truth_table,
+    paper_comparison,
+    per_run_table,
+    summary_table,
+)
 
 PAPER_TABLES = {"B-T2": Path(__file__).parent / "paper" / "survey_b_table2.csv"}  # numbers of Survey B Table 2
 
 
 def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> list[Path]:
     runs = load_runs(results)
+    damaged = runs.attrs.get("damaged", [])  # (suite, path, problem): left out, named here and on stderr
+    if runs.empty and damaged:
+        raise SystemExit(f"no readable runs under {results}/: {len(damaged)} damaged run folder(s) (listed above); "
+                         "`python -m benchmark run SUITE` reruns them")
     if runs.empty:
         raise SystemExit(f"no stored runs under {results}/ — run `make benchmark` (or `python -m benchmark run default`) first")
-    written = []
+    # stopping-rule leaderboard over every reported suite (reports/leaderboard.py)
+    board = write_leaderboard(runs[runs["suite"].isin(suites)] if suites else runs, out)
+    written = list(board)
     for suite, suite_runs in runs.groupby("suite"):
         if suites and suite not in suites:
             continue
@@ -26,14 +40,24 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         provenance = "; ".join(sorted(suite_runs["provenance"].dropna().unique()))
         metric = "; ".join(sorted(suite_runs["metric"].dropna().unique()))
         table = summary_table(suite_runs)
+        no_gt = no_ground_truth_table(suite_runs)  # runs without ground truth: no PSNR rows (docs/conventions.md §11)
         failed = suite_runs[suite_runs["status"] != "finished"]
-        md = [f"# Suite `{suite}`", "", f"Data: {provenance}.", "", f"Metric: {metric}.", "",
-              "PSNR in dB, mean ± std over images and seeds; iterations are medians. "
-              f"Peak = oracle best iterate; {_es_legend(suite_runs)}final = last iterate.", "",
-              table.to_markdown(index=False), "",
-              "## Per image (mean ± std over seeds)", "", summary_table(suite_runs, by_image=True).to_markdown(index=False),
-              "", "## Per run", "",
-              per_run_table(suite_runs).to_markdown(index=False)]
+        md = [f"# Suite `{suite}`", "", f"Data: {provenance}.", "", f"Metric: {metric}.", ""]
+        if len(table) or not len(no_gt):
+            md += ["PSNR in dB, mean ± std over images and seeds; iterations are medians. "
+                   f"Peak = oracle best iterate; {_es_legend(suite_runs)}final = last iterate.", "",
+                   table.to_markdown(index=False), "",
+                   "## Per image (mean ± std over seeds)", "", summary_table(suite_runs, by_image=True).to_markdown(index=False),
+                   "", "## Per run", "",
+                   per_run_table(suite_runs).to_markdown(index=False)]
+        if len(no_gt):
+            if len(table):
+                md += ["", "## Runs without ground truth", ""]
+            md += ["No ground truth: these runs have no PSNR/SSIM (nothing to score against). "
+                   f"{_es_legend(suite_runs)}'iter' is a rule's pick and 'stop' where it would have stopped (medians); "
+                   "‖Ax−y‖ is the data residual ‖Ax − y‖₂ of the pick and of the final iterate (mean ± std over images "
+                   "and seeds).", "", no_gt.to_markdown(index=False), "", "### Per run (no ground truth)", "",
+                   no_ground_truth_per_run(suite_runs).to_markdown(index=False)]
         experiments = {e for ids in suite_runs["suite_experiment"].dropna() for e in ids.split(",") if e}
         for exp in experiments:
             if exp in PAPER_TABLES:
@@ -50,12 +74,24 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
                    "rerun with `--force` or into a fresh results folder to compare like with like.", "",
                    versions.to_markdown(index=False)]
         if len(failed):
-            md += ["", f"## Failed runs ({len(failed)})", "", failed[["run_id", "error"]].to_markdown(index=False)]
+            columns = ["run_id", *[c for c in ("failure.kind", "failure.step") if c in failed], "error"]
+            md += ["", f"## Failed runs ({len(failed)})", "", "Not in the tables above (`--retry-failed` reruns them).", "",
+                   failed[columns].rename(columns=lambda c: c.replace("failure.", "")).to_markdown(index=False)]
+        broken = [(path, problem) for s, path, problem in damaged if s == suite]
+        if broken:
+            md += ["", f"## Damaged run folders ({len(broken)})", "",
+                   "Left out of this report; `python -m benchmark run` reruns them.", "",
+                   *[f"- `{path}`: {problem}" for path, problem in broken]]
+        if board:
+            md += ["", "Stopping-rule leaderboard (every reported suite): [../leaderboard.md](../leaderboard.md)."]
         (folder / "table.md").write_text("\n".join(md) + "\n")
-        (folder / "table.tex").write_text(table.to_latex(index=False, escape=True, caption=f"Suite {suite}: {provenance}."))
+        latex = table if len(table) or not len(no_gt) else no_gt
+        (folder / "table.tex").write_text(latex.to_latex(index=False, escape=True, caption=f"Suite {suite}: {provenance}."))
         written += [folder / "table.md", folder / "table.tex"]
         title = f"{suite}: {provenance}"
         for fig in (psnr_curves(suite_runs, title, folder / "psnr_vs_iteration.png"),
+                    mean_psnr_curves(suite_runs, title, folder / "mean_psnr_vs_iteration.png"),
+                    residual_curves(suite_runs, title, folder / "residual_vs_iteration.png"),
                     reconstruction_panel(suite_runs, title, folder / "reconstructions.png")):
             if fig:
                 written.append(fig)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,25 +21,41 @@ def _flatten(prefix: str, d: dict, out: dict) -> None:
 
 
 def load_runs(results: Path, suite: str | None = None) -> pd.DataFrame:
-    """One row per stored run: suite, run_id, flattened config (``method.lr`` …) and metrics."""
-    rows = []
+    """One row per stored run: suite, run_id, flattened config (``method.lr`` …) and metrics.
+
+    Damaged run folders (benchmark/store.py: unreadable ``metrics.json`` or ``config.json``, a
+    file whose checksum differs) are left out, each named on stderr with what is wrong, and
+    listed in ``.attrs["damaged"]`` as ``(suite, path, problem)``; the other runs load as usual.
+    Non-finite numbers are stored as null and come back as NaN."""
+    from benchmark.store import inspect_folder
+
+    rows, damaged = [], []
     store = RunStore(results)
     for run_dir in store.runs(suite):
-        config = json.loads((run_dir / "config.json").read_text())
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        row = {"suite": config["suite"], "run_id": config["run_id"], "path": str(run_dir)}
+        state = inspect_folder(run_dir)
+        if state.state != "finished" and state.state != "failed":
+            damaged.append((run_dir.parent.name, str(run_dir), state.problem))
+            print(f"warning: skipping damaged run folder {run_dir}: {state.problem} "
+                  "(`python -m benchmark run` reruns it)", file=sys.stderr)
+            continue
+        config, metrics = state.config, state.metrics
+        row = {"suite": config.get("suite", run_dir.parent.name), "run_id": config["run_id"], "path": str(run_dir)}
         for section in ("method", "dataset", "run"):
-            _flatten(f"{section}.", config[section], row)
+            _flatten(f"{section}.", config.get(section) or {}, row)
         for key, value in metrics.items():
+            if key in ("traceback", "files"):
+                continue
             if isinstance(value, dict):
-                _flatten(f"{key}.", value, row)  # code.git_commit, versions.torch, …
-            elif key != "traceback":
+                _flatten(f"{key}.", value, row)  # code.git_commit, versions.torch, failure.step, …
+            else:
                 row[key] = value
-        experiment = store.suite_info(config["suite"]).get("experiment") or []
+        experiment = store.suite_info(row["suite"]).get("experiment") or []
         row["suite_experiment"] = ",".join([experiment] if isinstance(experiment, str) else experiment)
         row["paper_method"] = paper_method_name(row)
         rows.append(row)
-    return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    runs.attrs["damaged"] = damaged
+    return runs
 
 
 def paper_method_name(row: dict) -> str:
@@ -80,5 +97,12 @@ def add_labels(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_trace(run_path: str) -> pd.DataFrame:
+    """A run's trace; empty (with a warning naming the file) if it is missing or unreadable."""
     path = Path(run_path) / "trace.parquet"
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - a damaged file must not stop the report
+        print(f"warning: cannot read {path} ({type(exc).__name__}: {exc}); its curve is left out", file=sys.stderr)
+        return pd.DataFrame()

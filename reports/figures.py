@@ -1,5 +1,7 @@
-"""PSNR-vs-iteration figures (seaborn) with peak, early-stop and final marked, and
-reconstruction panels (GT / degraded / peak / early-stopped / final)."""
+"""PSNR-vs-iteration figures (seaborn) with peak, early-stop and final marked, data-residual
+curves (‖Ax − y‖ vs iteration, with or without a ground truth), and reconstruction panels
+(GT / degraded / peak / early-stopped / final; runs without a ground truth have no GT and
+no peak, docs/conventions.md §11)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +16,7 @@ import seaborn as sns  # noqa: E402
 
 from methods import keys  # noqa: E402
 from reports.collect import load_trace  # noqa: E402
-from reports.tables import primary_rule  # noqa: E402
+from reports.tables import has_ground_truth, primary_rule  # noqa: E402
 
 
 def marks(runs: pd.DataFrame) -> dict:
@@ -29,15 +31,17 @@ def marks(runs: pd.DataFrame) -> dict:
 
 def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     """One panel per (setting, image); a line per DIP run (colour = method); markers
-    at each run's peak, early-stop pick and final iterate; baselines as dashed lines."""
+    at each run's peak, early-stop pick and final iterate; baselines as dashed lines. Only
+    runs with a ground truth (the others have no PSNR: see :func:`residual_curves`)."""
     done = runs[runs["status"] == "finished"]
+    done = done[has_ground_truth(done)]
     dip = done[done["kind"] == "dip"]
     if dip.empty:
         return None
     traces = []
     for _, r in dip.iterrows():
         t = load_trace(r["path"])
-        if t.empty:
+        if t.empty or "psnr" not in t:
             continue
         t = t[t["step"] >= 1] if "step" in t else t  # the reconstruction stage
         named = [c for c in t.columns if c.startswith("psnr_") and c != "psnr_ema"]  # named iterates (u, …)
@@ -46,6 +50,8 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
             traces.append(part.assign(method=r["method_label"], run=f"{r['run_id']}/{column}", seed=r["run.seed"],
                                       iterate="x" if column == "psnr" else column.removeprefix("psnr_"),
                                       panel=f"{r['setting']} | {r['image']}"))
+    if not traces:
+        return None
     data = pd.concat(traces, ignore_index=True)
     panels = list(dict.fromkeys(data["panel"]))
     methods = sorted(data["method"].unique())
@@ -78,6 +84,95 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     return out
 
 
+def mean_psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
+    """Mean ± sd PSNR over images and seeds vs iteration, one line per method, one panel per
+    setting (Survey A Fig. 6); only drawn when some method has runs on two or more images."""
+    done = runs[(runs["status"] == "finished") & (runs["kind"] == "dip")]
+    done = done[has_ground_truth(done)]
+    if done.empty or done.groupby(["setting", "method_label"])["image"].nunique().max() < 2:
+        return None
+    traces = []
+    for _, r in done.iterrows():
+        t = load_trace(r["path"])
+        if t.empty or "psnr" not in t:
+            continue
+        t = t[t["step"] >= 1][["step", "psnr"]].dropna()
+        traces.append(t.assign(method=r["method_label"], setting=r["setting"]))
+    if not traces:
+        return None
+    data = pd.concat(traces, ignore_index=True)
+    methods = sorted(data["method"].unique())
+    palette = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
+    settings = list(dict.fromkeys(data["setting"]))
+    grid = sns.relplot(data=data, x="step", y="psnr", hue="method", kind="line", errorbar="sd", col="setting",
+                       col_order=settings, col_wrap=min(2, len(settings)), height=3.4, aspect=1.4, palette=palette,
+                       linewidth=1, facet_kws={"sharey": False})
+    for ax in grid.axes.flat:
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("PSNR [dB], mean ± sd over images")
+        ax.set_title(ax.get_title(), fontsize=7)
+    grid.figure.suptitle(title, fontsize=9, y=1.02)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.savefig(out, dpi=130, bbox_inches="tight")
+    plt.close(grid.figure)
+    return out
+
+
+def residual_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
+    """Data residual ‖Ax − y‖₂ vs iteration (log scale), one panel per (setting, image), a
+    line per DIP run, with its early-stop pick (●, the primary rule) and final iterate (■)
+    marked and baselines' residuals dashed. Needs no ground truth."""
+    done = runs[runs["status"] == "finished"]
+    dip = done[done["kind"] == "dip"]
+    traces = []
+    for _, r in dip.iterrows():
+        t = load_trace(r["path"])
+        if t.empty or keys.RESIDUAL not in t:
+            continue  # runs stored before the residual was traced
+        t = t[t["step"] >= 1] if "step" in t else t
+        traces.append(t[["step", keys.RESIDUAL]].dropna().assign(
+            method=r["method_label"], run=r["run_id"], panel=f"{r['setting']} | {r['image']}"))
+    if not traces:
+        return None
+    data = pd.concat(traces, ignore_index=True)
+    panels = list(dict.fromkeys(data["panel"]))
+    methods = sorted(data["method"].unique())
+    palette = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
+    grid = sns.relplot(data=data, x="step", y=keys.RESIDUAL, hue="method", units="run", estimator=None, kind="line",
+                       col="panel", col_order=panels, col_wrap=min(3, len(panels)), height=3.2, aspect=1.3,
+                       palette=palette, linewidth=1, alpha=0.85, facet_kws={"sharey": False})
+    rule = primary_rule(done)
+    points = {**({f"early stop ({rule})": (keys.es(rule, "step"), keys.es(rule, "data_residual"), "o")} if rule else {}),
+              "final": (keys.FINAL_STEP, keys.FINAL_RESIDUAL, "s")}
+    in_panel = done.assign(panel=done["setting"] + " | " + done["image"].astype(str))
+    for panel, ax in zip(panels, grid.axes.flat):
+        for _, r in in_panel[in_panel["panel"] == panel].iterrows():
+            if r["kind"] == "baseline":
+                if pd.notna(r.get(keys.FINAL_RESIDUAL)):
+                    ax.axhline(r[keys.FINAL_RESIDUAL], ls="--", lw=0.8, color="grey")
+                    ax.annotate(r["method_label"], (ax.get_xlim()[0], r[keys.FINAL_RESIDUAL]), fontsize=6, color="grey",
+                                va="bottom")
+                continue
+            if r["method_label"] not in palette:
+                continue
+            for step_key, value_key, marker in points.values():
+                if pd.notna(r.get(step_key)) and pd.notna(r.get(value_key)):
+                    ax.scatter(r[step_key], r[value_key], marker=marker, s=28, color=palette[r["method_label"]],
+                               edgecolor="black", linewidths=0.5, zorder=5, label=None)
+        if (data.loc[data["panel"] == panel, keys.RESIDUAL] > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(panel, fontsize=7)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("‖Ax − y‖₂")
+    handles = [plt.Line2D([], [], marker=m, ls="", color="black", label=k) for k, (_, _, m) in points.items()]
+    grid.figure.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
+    grid.figure.suptitle(f"{title}\ndata residual vs iteration", fontsize=9, y=1.04)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.savefig(out, dpi=130, bbox_inches="tight")
+    plt.close(grid.figure)
+    return out
+
+
 def _display(img: np.ndarray) -> tuple[np.ndarray, str | None]:
     if img.shape[0] == 2:  # complex as 2 channels → magnitude
         return np.hypot(img[0], img[1]), "gray"
@@ -87,13 +182,16 @@ def _display(img: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 
 def reconstruction_panel(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
-    """GT, degraded and each DIP method's peak / early-stopped / final image (first seed)."""
+    """GT, degraded and each DIP method's peak / early-stopped / final image (first seed).
+    Runs without a ground truth have no GT and no peak image (their cells say so; the
+    columns are left out if no run has them)."""
     done = runs[(runs["status"] == "finished") & (runs["kind"] == "dip")]
     if done.empty:
         return None
     first = done.sort_values("run.seed").groupby(["setting", "image", "method_label"], sort=False).head(1)
     rule = primary_rule(done)
-    columns = ["gt", "degraded", "peak", "early_stopped", "final"]
+    with_gt = has_ground_truth(first)
+    columns = ["gt", "degraded", "peak", "early_stopped", "final"] if with_gt.any() else ["degraded", "early_stopped", "final"]
     stored = {"early_stopped": f"es_{rule}"}  # image names in images.npz
     fig, axes = plt.subplots(len(first), len(columns), figsize=(2.0 * len(columns), 2.1 * len(first)), squeeze=False)
     for row_axes, (_, r) in zip(axes, first.iterrows()):
@@ -104,6 +202,8 @@ def reconstruction_panel(runs: pd.DataFrame, title: str, out: Path) -> Path | No
             if stored.get(key, key) in images:
                 img, cmap = _display(images[stored.get(key, key)])
                 ax.imshow(img, cmap=cmap, vmin=0 if cmap else None, vmax=float(np.max(img)) if cmap else None)
+            elif key in ("gt", "peak") and not with_gt[r.name]:
+                ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", fontsize=7, transform=ax.transAxes)
             psnr = {"peak": r.get(keys.PEAK_PSNR), "early_stopped": r.get(keys.es(rule, "psnr")) if rule else None,
                     "final": r.get(keys.FINAL_PSNR), "degraded": r.get(keys.DEGRADED_PSNR)}.get(key)
             label = key.replace("_", " ") + (f"\n{psnr:.2f} dB" if psnr is not None and pd.notna(psnr) else "")

@@ -1,11 +1,27 @@
 """Comparison tables in Survey B Table 2's layout: peak PSNR and its iteration,
-early-stopped PSNR and its iteration, final PSNR (mean ± std over images and seeds)."""
+early-stopped PSNR and its iteration, final PSNR (mean ± std over images and seeds).
+
+Runs without a ground truth (docs/conventions.md §11) have no PSNR: the PSNR tables leave
+them out, and :func:`no_ground_truth_table` shows what they have (each stopping rule's pick
+and stop iteration, the final data residual ‖Ax − y‖ and loss)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from methods import keys
+
+
+def has_ground_truth(runs: pd.DataFrame) -> pd.Series:
+    """Per run: scored against a ground truth? (Runs stored before the key existed had one.)"""
+    if keys.HAS_GT not in runs:
+        return pd.Series(True, index=runs.index)
+    return runs[keys.HAS_GT].map(lambda v: v is not False and v != 0).astype(bool)
+
+
+def scored(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that have PSNRs (with a ground truth)."""
+    return runs[has_ground_truth(runs)]
 
 
 def primary_rule(runs: pd.DataFrame) -> str | None:
@@ -41,8 +57,9 @@ def _median_int(values: pd.Series) -> str:
 
 def summary_table(runs: pd.DataFrame, by_image: bool = False) -> pd.DataFrame:
     """One row per (setting, method) — or per (setting, image, method) with
-    ``by_image`` — PSNRs as mean ± std over the rest (seeds, images), iterations as medians."""
-    done = runs[runs["status"] == "finished"]
+    ``by_image`` — PSNRs as mean ± std over the rest (seeds, images), iterations as medians.
+    Runs without a ground truth are left out (see :func:`no_ground_truth_table`)."""
+    done = scored(runs[runs["status"] == "finished"])
     keys = ["setting", "image", "method_label"] if by_image else ["setting", "method_label"]
     rows = []
     for group_key, group in done.groupby(keys, sort=False):
@@ -58,6 +75,8 @@ def summary_table(runs: pd.DataFrame, by_image: bool = False) -> pd.DataFrame:
 
 
 def per_run_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with a ground truth (PSNRs); see :func:`no_ground_truth_per_run` for the others."""
+    runs = scored(runs)
     es_cols = [k for rule in keys.es_rules(runs.columns) for k in (keys.es(rule, "psnr"), keys.es(rule, "step"))]
     cols = ["setting", "method_label", "image", "run.seed", keys.PEAK_PSNR, keys.PEAK_STEP, *es_cols, keys.FINAL_PSNR,
             keys.DEGRADED_PSNR, "wall_time_s", "status"]
@@ -65,11 +84,70 @@ def per_run_table(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[present].sort_values(present[:4]).round(2)
 
 
+def _sig(values: pd.Series) -> str:
+    """Mean ± std to 4 significant digits (residuals, losses: any scale)."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return "–"
+    if len(v) == 1 or np.isclose(v.std(), 0):
+        return f"{v.mean():.4g}"
+    return f"{v.mean():.4g} ± {v.std():.2g}"
+
+
+def _no_gt_columns(runs: pd.DataFrame) -> dict[str, str]:
+    rules = keys.es_rules(runs.columns)
+    columns = {}
+    for rule in rules:
+        tag = "ES" if len(rules) == 1 else f"ES[{rule}]"
+        columns.update({keys.es(rule, "step"): f"{tag} iter", keys.es(rule, "stop_step"): f"{tag} stop",
+                        keys.es(rule, "data_residual"): f"{tag} ‖Ax−y‖"})
+    columns.update({keys.FINAL_STEP: "Final iter", keys.FINAL_RESIDUAL: "Final ‖Ax−y‖", keys.FINAL_LOSS: "Final loss"})
+    return {k: v for k, v in columns.items() if k in runs}
+
+
+def no_ground_truth_table(runs: pd.DataFrame, by_image: bool = False) -> pd.DataFrame:
+    """Finished runs without a ground truth, one row per (setting, method) — or per
+    (setting, image, method): each stopping rule's pick and stop iterations (medians), the
+    data residual ‖Ax − y‖ of its pick and of the final iterate and the final loss (mean ± std)."""
+    done = runs[(runs["status"] == "finished") & ~has_ground_truth(runs)]
+    group_keys = ["setting", "image", "method_label"] if by_image else ["setting", "method_label"]
+    rows = []
+    for group_key, group in done.groupby(group_keys, sort=False):
+        row = {"Setting": group_key[0], **({"Image": group_key[1]} if by_image else {}), "Method": group_key[-1]}
+        for key, title in _no_gt_columns(done).items():
+            is_step = key.endswith("_step") or key.endswith(".step")
+            row[title] = _median_int(group[key]) if is_step else _sig(group[key])
+        row["Runs"] = len(group)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def no_ground_truth_per_run(runs: pd.DataFrame) -> pd.DataFrame:
+    done = runs[~has_ground_truth(runs)]
+    cols = ["setting", "method_label", "image", "run.seed", *_no_gt_columns(done), "wall_time_s", "status"]
+    present = [c for c in cols if c in done]
+    table = done[present].sort_values(present[:4]).astype(object)
+    for column in present:
+        if column not in ("setting", "method_label", "image", "status"):
+            table[column] = table[column].map(lambda v, c=column: _cell(c, v))
+    return table
+
+
+def _cell(key: str, value) -> str:
+    """A number as shown in a table: "–" when absent (a baseline has no stopping rule),
+    iterations as integers, other numbers to 4 significant digits."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if key.endswith("step") or key == "run.seed":
+        return str(int(value))
+    return f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
 def paper_comparison(summary_runs: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Ours (mean over runs) next to the paper's numbers for the methods both have:
     per metric the paper value, ours, and ours − paper. Our ES is Survey B's Algorithm 2
     (the ``running_variance`` rule), as in the paper."""
-    done = summary_runs[summary_runs["status"] == "finished"]
+    done = scored(summary_runs[summary_runs["status"] == "finished"])
     rule = primary_rule(done) or "running_variance"
     wanted = {keys.PEAK_PSNR: "peak_psnr", keys.PEAK_STEP: "peak_iter", keys.es(rule, "psnr"): "es_psnr",
               keys.es(rule, "step"): "es_iter", keys.FINAL_PSNR: "final_psnr"}

@@ -126,7 +126,7 @@ def test_a_tagged_net_field_merges_over_its_default_or_over_the_chosen_class_def
 
 
 def test_a_tagged_net_field_lists_valid_names_keys_and_choices():
-    with pytest.raises(ConfigError, match=r"method\.net\.name = 'nope' is not a valid choice; valid: skipnet, unet"):
+    with pytest.raises(ConfigError, match=r"method\.net\.name = 'nope' is not a valid choice; valid: deep_decoder, skipnet, unet"):
         from_dict(Settings, {"net": {"name": "nope"}}, "method")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) method\.net\.depth; valid keys of method\.net: channels"):
         from_dict(Settings, {"net": {"name": "skipnet", "depth": 3}}, "method")
@@ -200,6 +200,17 @@ def test_keys_of_a_suite_entry_win_over_set(tmp_path):
     runs = load_suite(str(path)).runs
     assert {(r.method_cfg.lr, r.method_cfg.net.channels) for r in runs} == {(0.01, 8), (0.005, 16)}
     assert all(r.method_cfg.net.scales == 3 for r in runs)  # mappings merge key by key
+
+
+def test_an_entry_naming_another_network_replaces_the_set_network_instead_of_merging(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("methods: [vanilla_dip, {name: vanilla_dip, net: {name: deep_decoder, layers: 3, channels: 4}},\n"
+                    "          {name: vanilla_dip, lr: 5e-3, net: {name: unet, channels: 16}}]\n"
+                    "datasets: [denoising]\nset:\n  method.net: {name: unet, scales: 3, channels: 8, skip_channels: [0, 4, 4]}\n")
+    nets = {r.method_cfg.lr: r.method_cfg.net for r in load_suite(str(path)).runs if r.method_cfg.net.name == "unet"}
+    decoder = [r.method_cfg.net for r in load_suite(str(path)).runs if r.method_cfg.net.name == "deep_decoder"]
+    assert [(n.layers, n.channels) for n in decoder] == [(3, 4)]  # no U-Net key (scales, skips) leaked into it
+    assert nets[5e-3].channels == 16 and nets[5e-3].scales == 3  # same component: merged key by key
 
 
 def test_a_grid_key_also_given_by_an_entry_is_ambiguous(tmp_path):

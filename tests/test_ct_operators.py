@@ -1,5 +1,7 @@
 """CT operators: ASTRA projectors exported as torch.sparse matrices (adjointness,
 gradients, agreement with ASTRA, disk cache) and the FBP-type images."""
+from pathlib import Path
+
 import astra
 import numpy as np
 import pytest
@@ -90,11 +92,16 @@ def test_cached_matrix_equals_fresh_one_and_key_depends_on_geometry(tmp_path):
     assert torch.equal(a.A(x), b.A(x))
 
 
-def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+def test_cache_dir_follows_environment_else_the_user_cache_folder(monkeypatch, tmp_path):
+    import platformdirs
+
+    from datamodules.sources.paths import PROJECT_ROOT
+
     monkeypatch.setenv("DIPBENCH_CACHE", str(tmp_path))
     assert operator_cache_dir() == tmp_path / "operators"
     monkeypatch.delenv("DIPBENCH_CACHE")
-    assert operator_cache_dir().parts[-2:] == (".cache", "operators")
+    assert operator_cache_dir() == Path(platformdirs.user_cache_dir("dipbench", appauthor=False)) / "operators"
+    assert PROJECT_ROOT not in operator_cache_dir().parents  # the project folder stays clean
 
 
 def test_fan_beam_sees_every_pixel_in_every_view():

@@ -13,6 +13,7 @@ from datamodules.tasks.denoising import DenoisingConfig, natural_image
 from methods.denoisers import (
     BM3DDenoiserConfig,
     DRUNetDenoiserConfig,
+    NLMDenoiserConfig,
     TVDenoiserConfig,
     build_denoiser,
     denoiser_configs,
@@ -89,7 +90,7 @@ def test_drunet_loads_a_local_weights_file_and_denoises_any_channel_count(tmp_pa
 
 
 def test_an_unknown_denoiser_name_is_rejected_listing_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"method\.denoiser\.name = 'nope' is not a valid choice; valid: bm3d, drunet, tv"):
+    with pytest.raises(ConfigError, match=r"method\.denoiser\.name = 'nope' is not a valid choice; valid: bm3d, drunet, nlm, tv"):
         resolve({"method": {"name": "dip_denoiser_hqs", "denoiser": {"name": "nope"}}, "dataset": {"name": "denoising"}})
 
 
@@ -103,7 +104,8 @@ def test_denoiser_settings_are_validated_and_merged_over_the_defaults():
 
 
 def test_the_registry_maps_names_to_configs_and_refuses_a_second_registration():
-    assert denoiser_configs() == {"bm3d": BM3DDenoiserConfig, "tv": TVDenoiserConfig, "drunet": DRUNetDenoiserConfig}
+    assert denoiser_configs() == {"bm3d": BM3DDenoiserConfig, "tv": TVDenoiserConfig, "drunet": DRUNetDenoiserConfig,
+                                  "nlm": NLMDenoiserConfig}
     with pytest.raises(ValueError, match="registered twice"):
         register_denoiser("tv", TVDenoiserConfig)(object)
 

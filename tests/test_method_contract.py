@@ -133,7 +133,7 @@ def test_a_splitting_method_traces_its_named_iterate_and_scalars_and_improves_on
     ("run.max_steps=-1", "must be >= 1"),
     ("run.max_steps=0", "must be >= 1"),
     ("method.net.norm=batchnorm", "valid: group, batch, none"),
-    ("run.stopping.nope={}", "valid: running_variance"),
+    ("run.stopping.nope={}", "valid: discrepancy, es_emv, es_wmv, running_variance"),
 ])
 def test_bad_values_fail_before_any_run_and_say_what_is_valid(override, expected, tmp_path, capsys):
     assert main(["run", "default", "--set", override, "--results", str(tmp_path)]) == 2

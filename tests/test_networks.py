@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from methods.networks import NetConfig, SkipNetConfig, UNetConfig, build_network, network_configs
+from methods.networks.decoder import DeepDecoderConfig
 
 
 def n_params(net):
@@ -29,7 +30,7 @@ def test_skip_channel_list_length_is_checked():
 
 
 def test_each_network_name_has_its_config_class_and_the_net_type_is_tagged_by_name():
-    assert network_configs() == {"unet": UNetConfig, "skipnet": SkipNetConfig}
+    assert network_configs() == {"unet": UNetConfig, "skipnet": SkipNetConfig, "deep_decoder": DeepDecoderConfig}
     assert NetConfig.__metadata__[0].registry == network_configs
 
 
@@ -48,3 +49,17 @@ def test_unet_min_size_gives_one_pixel_at_the_lowest_scale():
     cfg = UNetConfig(scales=4, channels=8, skip_channels=[0, 0, 4, 4])
     assert cfg.min_size == 8
     assert build_network(cfg, 1, 1, sigmoid=True)(torch.rand(1, 1, 8, 8)).shape == (1, 1, 8, 8)
+
+
+def test_any_dip_method_can_use_the_deep_decoder_seed_input():
+    """The base module feeds a network with a low-resolution seed (deep decoder) a seed-sized z
+    and tells it the image size, so `net.name: deep_decoder` works under every method."""
+    from datamodules.registry import load_all as load_datasets
+    from methods.registry import load_all as load_methods
+
+    spec, data = load_methods()["vanilla_dip"], load_datasets()["denoising"]
+    task = data.build(data.config(crop=24))
+    cfg = spec.config(net=DeepDecoderConfig(layers=3, channels=4), input_channels=4)
+    module = spec.cls(cfg, task.measurement(), seed=0, max_steps=1)
+    assert module.z.shape[-2:] == cfg.net.input_size(24, 24) != (24, 24)
+    assert module().shape == task.gt.shape

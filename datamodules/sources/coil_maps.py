@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
+from datamodules.sources import paths
 from datamodules.sources.bart_io import bart_version, from_bart, run_bart, to_bart
-from datamodules.sources.paths import PROJECT_ROOT
 
 DEFAULT_ECALIB_OPTIONS = "-m1"  # one ESPIRiT map set, BART's default threshold and calibration size
 
 
 def cache_dir() -> Path:
-    """``$DIPBENCH_CACHE/coil_maps``, else ``<project>/.cache/coil_maps`` (gitignored)."""
-    base = Path(os.environ["DIPBENCH_CACHE"]) if os.environ.get("DIPBENCH_CACHE") else PROJECT_ROOT / ".cache"
-    return base / "coil_maps"
+    """``$DIPBENCH_CACHE/coil_maps``, else ``coil_maps`` in the user's cache folder
+    (:func:`datamodules.sources.paths.cache_root`)."""
+    return paths.cache_dir("coil_maps")
 
 
 def cache_key(kspace: np.ndarray, options: str, version: str) -> str:
@@ -56,6 +56,16 @@ def ecalib_maps(
             np.save(tmp, maps)
         os.replace(tmp.name, path)  # atomic: concurrent runs never read a half-written file
     return maps, {"cache": "miss" if use_cache else "off", "path": str(path), "options": options, "bart": version}
+
+
+def coil_support(maps: np.ndarray, threshold: float = 1e-3) -> np.ndarray:
+    """Where the coils see the object: Σ_c |S_c|² > ``threshold`` · its maximum, ``(H, W)`` bool.
+    ESPIRiT maps are exactly zero outside ecalib's support (and Σ_c |S_c|² ≈ 1 inside)."""
+    energy = (np.abs(np.asarray(maps)) ** 2).sum(0)
+    peak = float(energy.max()) if energy.size else 0.0
+    if peak <= 0:
+        raise ValueError("the coil maps are zero everywhere: no coil support")
+    return energy > threshold * peak
 
 
 def simulated_maps(coils: int, height: int, width: int, width_fraction: float = 0.6) -> np.ndarray:

@@ -40,6 +40,13 @@ IMAGE_SETS: dict[str, ImageSet] = {
         cbsd68=["0000", "0013", "0029", "0041", "0042", "0047", "0052", "0057", "0060", "0066"],
         skimage=["astronaut", "coffee", "chelsea", "rocket", "motorcycle", "immunohistochemistry"],
     ),
+    "a_fig6_quick": ImageSet(
+        description="the first 3 photos of a_fig6 (airplane 0000, penguin 0013, fox cubs 0029; scikit-image: "
+                    "astronaut, coffee, chelsea), for the CPU twin of A-F6",
+        substitutes="10 ImageNet images (Survey A Fig 6; not identified in the paper)",
+        cbsd68=["0000", "0013", "0029"],
+        skimage=["astronaut", "coffee", "chelsea"],
+    ),
 }
 
 SET_SOURCES = ("cbsd68", "skimage")

@@ -1,8 +1,12 @@
-"""Where real data sets live on this machine.
+"""Where real data sets live on this machine, and where caches go.
 
 Resolution order for a data set folder: an explicit ``root`` in the dataset config;
 ``$DIPBENCH_DATA/<name>``; ``./data/<name>`` in the project; ``../shared/data/<name>``
 (the shared copy on the development machines).
+
+Caches (CT matrices, coil maps): ``$DIPBENCH_CACHE`` if set, else the user's cache
+folder (``platformdirs.user_cache_dir("dipbench")``, e.g. ``~/.cache/dipbench`` on Linux),
+so the project folder stays clean.
 """
 from __future__ import annotations
 
@@ -10,6 +14,20 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def cache_root() -> Path:
+    """``$DIPBENCH_CACHE`` if set, else the user's cache folder for dipbench."""
+    if os.environ.get("DIPBENCH_CACHE"):
+        return Path(os.environ["DIPBENCH_CACHE"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("dipbench", appauthor=False))
+
+
+def cache_dir(kind: str) -> Path:
+    """The cache folder of one kind of cached object (``operators``, ``coil_maps``)."""
+    return cache_root() / kind
 
 
 class MissingDataError(FileNotFoundError):

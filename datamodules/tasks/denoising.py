@@ -1,16 +1,19 @@
 """Gaussian denoising on natural images (Survey A Figs 1, 3, 6; original DIP):
-y = x + η, η ~ N(0, σ²), σ given on the 0–255 scale."""
+y = x + η, η ~ N(0, σ²), σ given on the 0–255 scale; or salt-and-pepper (impulse) noise
+(``noise: salt_pepper``, DOP: Survey A eqs 18–19)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+import deepinv as dinv
 import torch
 
 from datamodules.operators import Identity
 from datamodules.registry import register_dataset
-from datamodules.schema import ImageSize, NonNegativeFloat, NonNegativeInt
-from datamodules.sources.images import crop, load_image, to_grayscale
+from datamodules.schema import ImageSize, NonNegativeFloat, NonNegativeInt, Probability
+from datamodules.sources.images import _to_tensor, crop, load_image, to_grayscale
 from datamodules.task import ImageMetric, Task
 
 
@@ -25,6 +28,9 @@ class NaturalImageConfig:
     crop_at: Literal["center"] | list[NonNegativeInt] = "center"  # "center" or [top, left]
     grayscale: bool = False
     noise_seed: NonNegativeInt = 0  # seed of the measurement noise (fixed across DIP seeds)
+    # Ref-G input (Survey A §III-B; Zhao et al. 2020): another image of the same source (name/index as
+    # `image`) or a path to an image file, cut with the same crop box; extras["reference"]
+    reference: str | int | None = None
 
     def __post_init__(self):
         if isinstance(self.crop_at, list) and len(self.crop_at) != 2:
@@ -42,22 +48,81 @@ def natural_image(cfg: NaturalImageConfig) -> tuple[torch.Tensor, str]:
     return img[None], label
 
 
+def reference_image(cfg: NaturalImageConfig, gt: torch.Tensor) -> tuple[dict, str]:
+    """``({"reference": (1, C, H, W)}, label)`` for ``cfg.reference`` (``({}, "")`` if unset): an
+    image file when it names one (or looks like a path), else another image of ``cfg.source``;
+    cropped with the image's box (``crop_at``) to the image's size and channels."""
+    ref = cfg.reference
+    if ref is None:
+        return {}, ""
+    path = Path(str(ref))
+    if isinstance(ref, str) and (path.exists() or "/" in ref or path.suffix):
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset.reference = {ref!r}: no such image file (give a path to an image, or "
+                                    f"the name of another image of source {cfg.source!r})")
+        import imageio.v3 as iio
+
+        img, label = _to_tensor(iio.imread(path)), str(path)
+    else:
+        img, label = load_image(cfg.source, ref, cfg.root)
+    try:
+        img = crop(img, list(gt.shape[-2:]), cfg.crop_at)
+    except ValueError as exc:
+        raise ValueError(f"dataset.reference = {ref!r} cannot be cut to the image's size: {exc}") from None
+    img = to_grayscale(img) if gt.shape[1] == 1 else img.expand(gt.shape[1], -1, -1)
+    if torch.equal(img[None], gt):
+        raise ValueError(f"dataset.reference = {ref!r} is the ground truth itself; choose another image")
+    return {"reference": img[None].contiguous()}, f"reference input {label}"
+
+
+def with_reference(capabilities: set[str]):
+    """Capabilities of a natural-image task: ``capabilities``, plus "reference_image" when
+    ``dataset.reference`` is set."""
+    caps = frozenset(capabilities)
+    return lambda cfg: caps | ({"reference_image"} if cfg.reference is not None else frozenset())
+
+
 def gaussian_noise(shape, sigma: float, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return sigma * torch.randn(shape, generator=gen)
 
 
+def salt_pepper_noise(x: torch.Tensor, density: float, seed: int) -> torch.Tensor:
+    """x with a fraction ``density`` of its entries (each channel independently) set to 0 or 1
+    with equal odds: deepinv's ``SaltPepperNoise`` (as scikit-image's ``random_noise(mode="s&p",
+    amount=density)``, which the DOP code uses), seeded by ``seed``."""
+    noise = dinv.physics.SaltPepperNoise(p=density / 2, s=density / 2, rng=torch.Generator().manual_seed(seed))
+    return noise(x)
+
+
+def salt_pepper_mask(shape, density: float, seed: int) -> torch.Tensor:
+    """The entries :func:`salt_pepper_noise` corrupts (bool, ``shape``): which entries flip does
+    not depend on x, so it is read off a constant image of 1/2."""
+    return salt_pepper_noise(torch.full(tuple(shape), 0.5), density, seed) != 0.5
+
+
 @dataclass
 class DenoisingConfig(NaturalImageConfig):
-    sigma: NonNegativeFloat = 25.0  # noise standard deviation on the 0–255 scale
+    # gaussian: y = x + N(0, σ²) | salt_pepper: a fraction `density` of the entries set to 0 or 1 (impulse noise;
+    # DOP, You et al. 2020, Survey A eqs 18–19)
+    noise: Literal["gaussian", "salt_pepper"] = "gaussian"
+    sigma: NonNegativeFloat = 25.0  # noise standard deviation on the 0–255 scale (noise=gaussian only)
+    density: Probability = 0.5  # fraction of corrupted entries (noise=salt_pepper only; DOP code default --nlevel 0.5)
 
 
-@register_dataset("denoising", DenoisingConfig, "Gaussian denoising of a natural image (real image, simulated noise)",
-                  capabilities={"linear", "real_image", "natural_image"}, smoke_config={"crop": 16})
+@register_dataset("denoising", DenoisingConfig,
+                  "Gaussian or salt-and-pepper denoising of a natural image (real image, simulated noise)",
+                  capabilities=with_reference({"linear", "real_image", "natural_image"}), smoke_config={"crop": 16})
 def build_denoising(cfg: DenoisingConfig) -> Task:
     gt, label = natural_image(cfg)
     sigma = cfg.sigma / 255.0
-    y = gt + gaussian_noise(gt.shape, sigma, cfg.noise_seed)
+    if cfg.noise == "salt_pepper":
+        y = salt_pepper_noise(gt, cfg.density, cfg.noise_seed)
+        noise, info = f"simulated salt-and-pepper noise, density {cfg.density:g}", {"density": cfg.density}
+    else:
+        y = gt + gaussian_noise(gt.shape, sigma, cfg.noise_seed)
+        noise, info = f"simulated Gaussian noise σ={cfg.sigma:g}/255", {"sigma": sigma}
+    extras, ref_label = reference_image(cfg, gt)
     return Task(
         name="denoising",
         gt=gt,
@@ -65,6 +130,7 @@ def build_denoising(cfg: DenoisingConfig) -> Task:
         physics=Identity(gt.shape[1:]),
         degraded=y.clamp(0, 1),
         metric=ImageMetric(data_range=1.0, description="PSNR on the full image, data range 1"),
-        provenance=f"{label}, simulated Gaussian noise σ={cfg.sigma:g}/255",
-        info={"sigma": sigma},
+        provenance=f"{label}, {noise}" + (f", {ref_label}" if ref_label else ""),
+        extras=extras,
+        info=info,
     )

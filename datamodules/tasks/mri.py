@@ -16,6 +16,12 @@ Model: y = M F S x (:class:`MultiCoilMRI`), x complex as 2 channels. Sources:
 
 Scaling: y and x_GT are multiplied by one scalar so that the zero-filled image has
 max |Aᴴy| = 1 (a measurement-only choice; PSNR is unaffected).
+
+Coil support (``support``; on by default for measured data): ESPIRiT maps are zero where
+ecalib finds no consistent coil signal, so there y says nothing about x and a DIP invents
+structure. With ``support=coils`` the task gives ``extras["support"]`` (Σ_c |S_c|² above
+1e-3 of its maximum): every DIP's output is multiplied by it (methods/base.py) and PSNR/SSIM
+are computed inside it.
 """
 from __future__ import annotations
 
@@ -61,6 +67,8 @@ class FastMRIKneeConfig:
     # embedded: std of each real/imag k-space component, image max = 1 (None: 0.01)
     noise_std: NonNegativeFloat | None = None
     noise_seed: NonNegativeInt = 0
+    # coils: DIP output and metric restricted to the coil maps' support | off | auto (coils for measured data)
+    support: Literal["auto", "coils", "off"] = "auto"
 
     def __post_init__(self):
         if self.source != "embedded" and (self.coil_maps == "simulated" or self.noise_std is not None):
@@ -222,6 +230,44 @@ def _metric_description(h: int, w: int) -> str:
     )
 
 
+def mri_task(name: str, gt: np.ndarray | None, y: np.ndarray, mask: torch.Tensor, maps: np.ndarray, provenance: str,
+             info: dict, support: bool) -> Task:
+    """The multi-coil task from complex numpy arrays: ``gt`` ``(H, W)`` (or None), ``y``
+    ``(coils, H, W)``, ``maps`` ``(coils, H, W)``, ``mask`` ``(H, W)``; y (and gt) scaled so that
+    max |Aᴴy| = 1; with ``support`` the coil support is ``extras["support"]`` and the metric's mask."""
+    from datamodules.sources.coil_maps import coil_support
+
+    physics = MultiCoilMRI(torch.from_numpy(np.ascontiguousarray(maps)), mask)
+    y = torch.view_as_real(torch.from_numpy(np.ascontiguousarray(y)).to(torch.complex64))[None]
+    scale = 1.0 / float(magnitude(physics.A_adjoint(y)).max())
+    y = y * scale
+    if gt is not None:
+        gt = torch.view_as_real(torch.from_numpy(np.ascontiguousarray(gt)).to(torch.complex64)).permute(2, 0, 1)[None]
+        gt = gt.contiguous() * scale
+    h, w = mask.shape
+    extras, region, where = {"mask": mask[None, None]}, None, ""
+    if support:
+        region = torch.from_numpy(coil_support(maps))[None, None]
+        extras["support"] = region.float()
+        where = f" inside the coil support ({float(region.float().mean()):.1%} of the pixels)"
+        info["support_fraction"] = float(region.float().mean())
+    info.update(shape=[h, w], coils=physics.coils, acceleration=float(mask.numel() / mask.sum()), scale=scale,
+                support="coils" if support else "off")
+    return Task(
+        name=name,
+        gt=gt,
+        y=y,
+        physics=physics,
+        degraded=physics.A_adjoint(y),
+        metric=ImageMetric(data_range=None, mask=region, description=_metric_description(h, w) + where),
+        provenance=provenance,
+        to_image=magnitude,
+        x_range="signed",
+        extras=extras,
+        info=info,
+    )
+
+
 @register_dataset(
     "fastmri_knee",
     FastMRIKneeConfig,
@@ -231,32 +277,11 @@ def _metric_description(h: int, w: int) -> str:
 )
 def build_mri(cfg: FastMRIKneeConfig) -> Task:
     gt, y, mask, maps, provenance, info = SOURCES[cfg.source](cfg)
-
-    physics = MultiCoilMRI(torch.from_numpy(maps), mask)
-    y = torch.view_as_real(torch.from_numpy(np.ascontiguousarray(y)).to(torch.complex64))[None]
-    gt = torch.view_as_real(torch.from_numpy(gt).to(torch.complex64)).permute(2, 0, 1)[None].contiguous()
-    scale = 1.0 / float(magnitude(physics.A_adjoint(y)).max())
-    y, gt = y * scale, gt * scale
-    h, w = mask.shape
+    measured = cfg.source != "embedded"
     info.update(
         source=cfg.source,
-        shape=[h, w],
-        coils=physics.coils,
         mask_type=cfg.mask_type if cfg.source != "bart_brain" else "measured",
         acceleration_nominal=cfg.acceleration if cfg.source != "bart_brain" else None,
-        acceleration=float(mask.numel() / mask.sum()),
-        scale=scale,
     )
-    return Task(
-        name="fastmri_knee",
-        gt=gt,
-        y=y,
-        physics=physics,
-        degraded=physics.A_adjoint(y),
-        metric=ImageMetric(data_range=None, description=_metric_description(h, w)),
-        provenance=provenance,
-        to_image=magnitude,
-        x_range="signed",
-        extras={"mask": mask[None, None]},
-        info=info,
-    )
+    support = cfg.support == "coils" or (cfg.support == "auto" and measured)
+    return mri_task("fastmri_knee", gt, y, mask, maps, provenance, info, support)

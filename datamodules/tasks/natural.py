@@ -4,7 +4,8 @@ hole-to-image ratio 0.25, linear Gaussian/motion deblurring, and nonlinear deblu
 Every task is a real image (scikit-image photo or CBSD68) with a *simulated*
 degradation; noise σ is on the 0–255 scale like ``denoising``, drawn with its own
 seed (``noise_seed``) and added after the operator. PSNR: full image, data range 1
-(conventions.md §7).
+(conventions.md §7). ``reference`` (every task here) adds a second image as
+``extras["reference"]`` for the Ref-G input (``method.input=reference``).
 """
 from __future__ import annotations
 
@@ -19,18 +20,24 @@ from datamodules.operators.nonlinear_blur import LearnedBlur, NonlinearBlur
 from datamodules.registry import register_dataset
 from datamodules.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from datamodules.task import ImageMetric, Task
-from datamodules.tasks.denoising import NaturalImageConfig, gaussian_noise, natural_image
+from datamodules.tasks.denoising import NaturalImageConfig, gaussian_noise, natural_image, reference_image, with_reference
 
 # DPS (Chung et al. 2023) measurement noise 0.05 on [0, 1] images, the setting of the
 # deblurring comparisons that Survey A's Fig 5 takes from aSeqDIP [8].
 DPS_SIGMA = 0.05 * 255
 
 FULL_IMAGE_PSNR = "PSNR on the full image, data range 1"
-NATURAL_LINEAR = {"linear", "real_image", "natural_image"}
+NATURAL_LINEAR = with_reference({"linear", "real_image", "natural_image"})  # + "reference_image" with a reference
 
 
 def _noise_note(sigma: float) -> str:
     return f"simulated Gaussian noise σ={sigma:g}/255" if sigma > 0 else "no noise"
+
+
+def _with_reference(cfg: NaturalImageConfig, gt: torch.Tensor, extras: dict, provenance: str) -> tuple[dict, str]:
+    """``extras`` and ``provenance`` with the task's reference image (if ``cfg.reference`` is set)."""
+    ref, label = reference_image(cfg, gt)
+    return {**extras, **ref}, provenance + (f", {label}" if label else "")
 
 
 def _metric() -> ImageMetric:
@@ -59,6 +66,9 @@ def build_inpainting(cfg: InpaintingConfig) -> Task:
     physics = MaskOperator(mask, gt.shape[1])
     sigma = cfg.sigma / 255.0
     y = physics.A(gt + gaussian_noise(gt.shape, sigma, cfg.noise_seed))  # holes stay 0
+    extras, provenance = _with_reference(cfg, gt, {"mask": mask.bool()}, (
+        f"{label}, simulated {cfg.mask_type} mask with hole ratio {physics.hole_ratio:.3f} "
+        f"(mask seed {cfg.mask_seed}), {_noise_note(cfg.sigma)}"))
     return Task(
         name="inpainting",
         gt=gt,
@@ -66,11 +76,8 @@ def build_inpainting(cfg: InpaintingConfig) -> Task:
         physics=physics,
         degraded=y.clamp(0, 1),  # the masked image, holes black
         metric=_metric(),
-        provenance=(
-            f"{label}, simulated {cfg.mask_type} mask with hole ratio {physics.hole_ratio:.3f} "
-            f"(mask seed {cfg.mask_seed}), {_noise_note(cfg.sigma)}"
-        ),
-        extras={"mask": mask.bool()},
+        provenance=provenance,
+        extras=extras,
         info={"sigma": sigma, "hole_ratio": physics.hole_ratio},
     )
 
@@ -111,6 +118,8 @@ def _blur_task(name: str, cfg: DeblurConfig, kernel: torch.Tensor, what: str) ->
     sigma = cfg.sigma / 255.0
     with torch.no_grad():
         y = physics.A(gt) + gaussian_noise(gt.shape, sigma, cfg.noise_seed)
+    extras, provenance = _with_reference(cfg, gt, {"kernel": kernel},
+                                         f"{label}, simulated {what} ({cfg.padding} boundary), {_noise_note(cfg.sigma)}")
     return Task(
         name=name,
         gt=gt,
@@ -118,8 +127,8 @@ def _blur_task(name: str, cfg: DeblurConfig, kernel: torch.Tensor, what: str) ->
         physics=physics,
         degraded=y.clamp(0, 1),
         metric=_metric(),
-        provenance=f"{label}, simulated {what} ({cfg.padding} boundary), {_noise_note(cfg.sigma)}",
-        extras={"kernel": kernel},
+        provenance=provenance,
+        extras=extras,
         info={"sigma": sigma},
     )
 
@@ -169,7 +178,7 @@ class NonlinearDeblurConfig(DeblurConfig):
     "deblur_nonlinear",
     NonlinearDeblurConfig,
     "nonlinear deblurring of a natural image (real image, simulated blur + camera response, or a user's learned blur model)",
-    capabilities={"real_image", "natural_image"},
+    capabilities=with_reference({"real_image", "natural_image"}),
     smoke_config={"crop": 16, "kernel_size": 5},
 )
 def build_deblur_nonlinear(cfg: NonlinearDeblurConfig) -> Task:
@@ -197,6 +206,7 @@ def build_deblur_nonlinear(cfg: NonlinearDeblurConfig) -> Task:
     if degraded.shape != gt.shape:
         raise ValueError(f"the blur model maps {tuple(gt.shape[1:])} images to {tuple(y.shape[1:])}; "
                          "deblur_nonlinear needs a blurred image of the same shape")
+    extras, provenance = _with_reference(cfg, gt, extras, f"{label}, simulated {what}, {_noise_note(cfg.sigma)}")
     return Task(
         name="deblur_nonlinear",
         gt=gt,
@@ -204,7 +214,7 @@ def build_deblur_nonlinear(cfg: NonlinearDeblurConfig) -> Task:
         physics=physics,
         degraded=degraded.clamp(0, 1),
         metric=_metric(),
-        provenance=f"{label}, simulated {what}, {_noise_note(cfg.sigma)}",
+        provenance=provenance,
         extras=extras,
         info={"sigma": sigma},
     )

@@ -1,5 +1,5 @@
-"""Networks for DIP: the Survey B U-Net and the original DIP "skip" encoder–decoder."""
-from methods.networks import skipnet, unet  # noqa: F401 (they register themselves)
+"""Networks for DIP: the Survey B U-Net, the original DIP "skip" encoder–decoder and the deep decoder."""
+from methods.networks import decoder, skipnet, unet  # noqa: F401 (they register themselves)
 from methods.networks.config import (
                                      NETWORKS,
                                      NetConfig,

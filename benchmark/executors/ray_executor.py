@@ -1,0 +1,100 @@
+"""``--executor ray``: Ray core tasks, one run per GPU, each in a fresh worker process.
+
+Ray does the placement (a task asks for ``num_gpus`` GPUs, fractional allowed for small
+crops, and ``num_cpus`` CPUs; Ray sets ``CUDA_VISIBLE_DEVICES`` per task) and the retries of a
+task whose worker process died (``max_retries``). A run that raises is stored as failed by the
+worker and not retried (a deterministic failure would fail again). ``max_calls=1`` gives every
+run a fresh process, so no state leaks between runs. Without ``--address`` Ray starts on this
+box (all its GPUs and CPUs) and is shut down afterwards; with ``--address`` it joins an
+existing cluster, whose nodes need this code installed and the results folder on a shared
+file system.
+"""
+from __future__ import annotations
+
+import sys
+
+from benchmark.executors.worker import run_one
+
+POLL_S = 0.5
+
+
+class RayExecutor:
+    name = "ray"
+    OPTIONS = ("address", "gpus_per_run", "cpus_per_run", "max_retries", "num_cpus", "num_gpus")
+
+    def __init__(self, address=None, gpus_per_run=None, cpus_per_run=None, max_retries=None, num_cpus=None,
+                 num_gpus=None):
+        self.address, self.gpus_per_run, self.cpus_per_run = address, gpus_per_run, cpus_per_run
+        self.max_retries = 1 if max_retries is None else int(max_retries)
+        self.num_cpus, self.num_gpus = num_cpus, num_gpus  # only when Ray starts here (e.g. fake GPUs for tests)
+
+    def _start(self) -> bool:
+        import ray
+
+        if ray.is_initialized():
+            return False
+        kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": True,
+                  "logging_level": "ERROR"}
+        if self.address:
+            kwargs["address"] = self.address
+        else:
+            kwargs.update({k: v for k, v in (("num_cpus", self.num_cpus), ("num_gpus", self.num_gpus)) if v is not None})
+        ray.init(**kwargs)
+        return True
+
+    def resources(self) -> dict:
+        """Per-run resources: ``gpus_per_run`` (default 1 when the cluster has GPUs, else 0) and
+        ``cpus_per_run`` (default 1)."""
+        import ray
+
+        gpus = self.gpus_per_run
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        return {"num_gpus": float(gpus), "num_cpus": float(self.cpus_per_run or 1)}
+
+    def execute(self, jobs, ctx) -> list[dict]:
+        import ray
+
+        started_here = self._start()
+        pending: dict = {}
+        try:
+            task = ray.remote(max_calls=1, max_retries=self.max_retries, **self.resources())(run_one)
+            for job in jobs:
+                ref = task.remote(job.config, ctx.suite, ctx.results, ctx.redo, ctx.not_before, self.name,
+                                  plugin_files=ctx.plugin_files)
+                pending[ref] = job
+                ctx.reporter.started(job)  # queued; progress appears once a worker holds its claim
+            outcomes = []
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+                ctx.reporter.poll()
+                for ref in done:
+                    job = pending.pop(ref)
+                    outcome = self._result(ray, ref, job, ctx)
+                    ctx.reporter.done(job, outcome)
+                    outcomes.append(outcome)
+            return outcomes
+        except BaseException:
+            for ref in pending:  # interrupted: stop the runs still going (their claims die with them)
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _result(self, ray, ref, job, ctx) -> dict:
+        from benchmark.executors import record_lost_run
+        from benchmark.store import RunStore
+
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # run_one itself raised (the store could not be written, …)
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            return {"run_id": job.run_id, "status": "failed", "error": f"{type(cause).__name__}: {cause}"}
+        except ray.exceptions.RayError as exc:  # the worker died (OOM kill, node lost) after Ray's retries
+            kind = "out_of_memory" if isinstance(exc, ray.exceptions.OutOfMemoryError) else "worker_died"
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            stored = record_lost_run(RunStore(ctx.results), ctx.suite, job.run, error, kind, self.name)
+            if not stored:
+                print(f"run {job.run_id}: {error} (not stored: another process holds or stored it)", file=sys.stderr)
+            return {"run_id": job.run_id, "status": "failed", "error": error}

@@ -1,0 +1,109 @@
+"""``python -m benchmark reconstruct``: one method on one measurement, the stopped image out.
+
+    python -m benchmark reconstruct --dataset measurement_ct --set dataset.file=sino.npy \\
+        --method vanilla_dip --out recon.png
+
+runs one run (a suite of one, stored like any other under ``<results>/reconstruct/``, so
+``benchmark report --suite reconstruct`` shows its curves) and writes
+
+* ``recon.png`` / ``recon.npy``: the image chosen by the first configured stopping rule
+  (``run.stopping``; default ``running_variance``), or a baseline's reconstruction;
+* ``recon_final.png`` / ``recon_final.npy``: the last iterate.
+
+The ``.npy`` holds the reconstruction ``(C, H, W)`` in the task's reconstruction space
+(complex MR images as 2 real channels), the ``.png`` the displayed image scaled to its
+range. Works with or without a ground truth. A finished run with the same resolved config
+is reused (``--force`` recomputes it).
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.config import ConfigError, resolve, set_dotted
+
+SUITE = "reconstruct"
+
+
+def _outputs(out: str) -> tuple[Path, Path]:
+    path = Path(out).expanduser()
+    stem = path.with_suffix("") if path.suffix.lower() in (".png", ".npy") else path
+    return stem, stem.with_name(stem.name + "_final")
+
+
+def reconstruct(method: str, dataset: str, overrides: dict, out: str, results: str = "results",
+                force: bool = False) -> int:
+    """Run ``method`` on ``dataset`` (``overrides``: dotted ``--set`` keys) and write the
+    stopped and final images next to ``out``. Returns the exit code."""
+    from benchmark.plugins import check_conflicts
+    from benchmark.store import RunStore
+    from methods.registry import load_all
+
+    check_conflicts()
+    config = {"method": {"name": method}, "dataset": {"name": dataset}, "run": {}}
+    for key, value in overrides.items():
+        set_dotted(config, key, value)
+    run = resolve(config)
+    if not run.run.save_images:
+        raise ConfigError("reconstruct writes the run's images: drop run.save_images=false")
+    store = RunStore(results)
+    run_dir = store.run_dir(SUITE, run)
+    if force or not store.is_finished(SUITE, run) or not (run_dir / "images.npz").exists():
+        print(f"reconstructing with {method} on {dataset} → {run_dir}", file=sys.stderr)
+        metrics = _execute(run, store)
+        if metrics["status"] != "finished":
+            print(f"error: the run failed: {metrics['error']}\n(traceback in {run_dir / 'metrics.json'})", file=sys.stderr)
+            return 1
+    else:
+        print(f"reusing the finished run {run_dir} (--force recomputes it)", file=sys.stderr)
+    images = np.load(run_dir / "images.npz")
+    stopped, final = _outputs(out)
+    stopped.parent.mkdir(parents=True, exist_ok=True)
+    written = _write(run_dir, images, "final", final)
+    rules = list(run.run.stopping)
+    if load_all()[run.method].kind == "baseline":
+        source, chosen = "final", "the baseline's reconstruction (no iterations to stop)"
+    elif rules and f"es_{rules[0]}" in images:
+        source, chosen = f"es_{rules[0]}", f"the pick of stopping rule {rules[0]}"
+    else:
+        what = f"stopping rule {rules[0]}" if rules else "no stopping rule (run.stopping is empty)"
+        print(f"error: {what} picked no image in {run.run.max_steps} iterations (a window longer than the run?); only "
+              f"the final iterate was written ({final}.png). Raise run.max_steps or shorten the rule's window, e.g. "
+              "--set run.stopping.running_variance.window=50", file=sys.stderr)
+        for path in written:
+            print(path)
+        return 1
+    written = _write(run_dir, images, source, stopped) + written
+    print(f"stopped image = {chosen}", file=sys.stderr)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _execute(run, store) -> dict:
+    from benchmark.runner import execute
+
+    if not sys.stderr.isatty():
+        return execute(run, SUITE, store)
+    from benchmark.progress import StepProgress, suite_progress
+
+    total = run.run.max_steps if hasattr(run.method_cfg, "net") else 0
+    with suite_progress() as progress:
+        bar = progress.add_task(f"{run.method} on {run.dataset}", total=total or 1)
+        return execute(run, SUITE, store, extra_callbacks=[StepProgress(progress, bar)])
+
+
+def _write(run_dir: Path, images, name: str, stem: Path) -> list[Path]:
+    np.save(stem.with_name(stem.name + ".npy"), images[name])
+    png = stem.with_name(stem.name + ".png")
+    preview = run_dir / f"{name}.png"  # the store's preview: the displayed image (task.to_image), scaled
+    if preview.exists():
+        shutil.copyfile(preview, png)
+    else:
+        from benchmark.store import _save_png
+
+        _save_png(png, images[name])
+    return [png, stem.with_name(stem.name + ".npy")]
