@@ -126,7 +126,8 @@ def test_a_tagged_net_field_merges_over_its_default_or_over_the_chosen_class_def
 
 
 def test_a_tagged_net_field_lists_valid_names_keys_and_choices():
-    with pytest.raises(ConfigError, match=r"method\.net\.name = 'nope' is not a valid choice; valid: deep_decoder, skipnet, unet"):
+    valid = "valid: deep_decoder, skipnet, unet"
+    with pytest.raises(ConfigError, match=r"method\.net\.name = 'nope' is not a valid choice; " + valid):
         from_dict(Settings, {"net": {"name": "nope"}}, "method")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) method\.net\.depth; valid keys of method\.net: channels"):
         from_dict(Settings, {"net": {"name": "skipnet", "depth": 3}}, "method")

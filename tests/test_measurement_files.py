@@ -1,4 +1,4 @@
-"""A user's own measurement files (datamodules/tasks/measurement.py): every documented
+"""A user's own measurement files (datamodules/tasks/measurement_*.py): every documented
 layout is written to disk, read back into a task whose operator explains the data, and run
 through the CLI; bad files fail before anything runs with an error naming the problem and
 no run folder; on the real 8-coil brain k-space the DIP output is zero outside the coil
@@ -426,7 +426,7 @@ def test_bad_files_fail_before_anything_runs(tmp_path, capsys, case):
 
 def test_measurement_errors_are_value_errors_and_need_a_file():
     from datamodules.sources.paths import MissingDataError
-    from datamodules.tasks.measurement import CTSinogramConfig, build_measurement_ct
+    from datamodules.tasks.measurement_ct import CTSinogramConfig, build_measurement_ct
 
     assert issubclass(MeasurementFileError, ValueError)
     with pytest.raises(MissingDataError, match="dataset.file is not set"):
