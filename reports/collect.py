@@ -76,16 +76,15 @@ def varying_keys(runs: pd.DataFrame, prefix: str) -> list[str]:
 
 
 def add_labels(runs: pd.DataFrame) -> pd.DataFrame:
-    """``method_label`` (method + the method settings that vary) and ``setting`` (the
+    """``method_label`` (method + the method settings that vary between that method's own runs) and ``setting`` (the
     dataset + the dataset settings that vary between its runs, images and seeds excluded)."""
     runs = runs.copy()
-    mkeys = varying_keys(runs, "method.")
-
-    def method_label(r):
-        parts = [f"{k.removeprefix('method.')}={r[k]}" for k in mkeys if r["kind"] == "dip" and pd.notna(r[k])]
-        return r["method.name"] + (f" ({', '.join(parts)})" if parts else "")
-
-    runs["method_label"] = runs.apply(method_label, axis=1)
+    runs["method_label"] = runs["method.name"]
+    for _, group in runs[runs["kind"] == "dip"].groupby("method.name"):  # settings that vary between its own runs
+        mkeys = varying_keys(group, "method.")
+        runs.loc[group.index, "method_label"] = group.apply(
+            lambda r: r["method.name"] + (f" ({', '.join(parts)})" if (parts := [
+                f"{k.removeprefix('method.')}={r[k]}" for k in mkeys if pd.notna(r[k])]) else ""), axis=1)
     image = runs["dataset.image"] if "dataset.image" in runs else pd.Series("–", index=runs.index)
     runs["image"] = image.fillna("–").astype(str)  # datasets without an image choice (walnut) show "–"
     runs["setting"] = runs["dataset.name"]
