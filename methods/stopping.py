@@ -159,6 +159,29 @@ class RunningVarianceES(StoppingRule):
             self.stop_step = step
 
 
+class ConsecutivePatienceES(StoppingRule):
+    """The ES-DIP decision (Wang et al., TMLR 2023, Alg. 1) shared by ES-WMV and ES-EMV: a new
+    minimum is any strict decrease of g; each resets the count of consecutive non-improving
+    iterations, and the rule stops at the ``cfg.patience``-th of them."""
+
+    def __init__(self, task, cfg, scorer=None):
+        super().__init__(task, cfg, scorer)
+        self.g_min = float("inf")
+        self.wait = 0  # consecutive non-improving iterations since the last new minimum
+
+    def update(self, step: int, g: float, x: torch.Tensor | None = None) -> None:
+        """The check for g = g(step) (called once per iteration); NaN is never an improvement."""
+        if self.stop_step is not None:
+            return
+        if math.isfinite(g) and g < self.g_min:
+            self.g_min, self.wait = g, 0
+            self._pick(step, x)
+        elif self.pick_step is not None:
+            self.wait += 1
+            if self.wait >= self.cfg.patience:
+                self.stop_step = step
+
+
 @dataclass
 class WMVConfig:
     window: PositiveInt = 100  # W (ES-DIP code, ES_WMV.ipynb: buffer_size = 100)
@@ -168,7 +191,7 @@ class WMVConfig:
 @register_stopping_rule("es_wmv", WMVConfig,
                         "windowed moving variance, stop after P consecutive iterations without a new minimum",
                         "ES-WMV, Wang et al. TMLR 2023 Alg. 1; Survey A eq (16)")
-class WindowedMovingVarianceES(StoppingRule):
+class WindowedMovingVarianceES(ConsecutivePatienceES):
     """ES-WMV (Wang et al., "Early stopping for deep image prior", TMLR 2023; Survey A eq 16).
 
     g(k) = VAR over the W iterates x^(k−W+1) … x^(k) (Survey A eq 16 writes VAR_t for the
@@ -186,25 +209,11 @@ class WindowedMovingVarianceES(StoppingRule):
     def __init__(self, task, cfg: WMVConfig | None = None, scorer=None):
         super().__init__(task, cfg or WMVConfig(), scorer)
         self.variance = WindowVariance(self.cfg.window)
-        self.g_min = float("inf")
-        self.wait = 0  # consecutive non-improving iterations since the last new minimum
 
     def on_iterate(self, step: int, out: StepOutput) -> None:
         self.g = self.variance.push(out.x)
         if len(self.variance.frames) >= self.cfg.window:
             self.update(step, self.g, out.x)
-
-    def update(self, step: int, g: float, x: torch.Tensor | None = None) -> None:
-        """ES-WMV's check for VAR = g at iteration ``step`` (called once per iteration)."""
-        if self.stop_step is not None:
-            return
-        if math.isfinite(g) and g < self.g_min:
-            self.g_min, self.wait = g, 0
-            self._pick(step, x)
-        elif self.pick_step is not None:
-            self.wait += 1
-            if self.wait >= self.cfg.patience:
-                self.stop_step = step
 
 
 @dataclass
@@ -218,7 +227,7 @@ class EMVConfig:
 @register_stopping_rule("es_emv", EMVConfig,
                         "exponential moving variance, stop after P consecutive iterations without a new minimum",
                         "ES-EMV, Wang et al. TMLR 2023")
-class ExponentialMovingVarianceES(StoppingRule):
+class ExponentialMovingVarianceES(ConsecutivePatienceES):
     """ES-EMV, the memory-light variant of ES-WMV (Wang et al., TMLR 2023; reference code
     sun-umn/Early_Stopping_for_DIP, ES_EMV.ipynb). With δ = x^(k) − EMA:
 
@@ -237,8 +246,6 @@ class ExponentialMovingVarianceES(StoppingRule):
         self.ema: torch.Tensor | None = None
         self.emv = 0.0
         self.updates = 0  # iterates folded in after the initialising one
-        self.g_min = float("inf")
-        self.wait = 0
         self.clip = getattr(task, "x_range", "unit") == "unit"
 
     def on_iterate(self, step: int, out: StepOutput) -> None:
@@ -258,18 +265,6 @@ class ExponentialMovingVarianceES(StoppingRule):
             self.g = self.emv if self.updates > self.cfg.burn_in else float("nan")
         if self.ema is not None and self.updates > self.cfg.burn_in:
             self.update(step, self.g, self.ema.to(out.x.dtype) if self.cfg.pick == "ema" else out.x)
-
-    def update(self, step: int, g: float, x: torch.Tensor | None = None) -> None:
-        """ES-EMV's check for EMV = g at iteration ``step`` (same logic as ES-WMV)."""
-        if self.stop_step is not None:
-            return
-        if math.isfinite(g) and g < self.g_min:
-            self.g_min, self.wait = g, 0
-            self._pick(step, x)
-        elif self.pick_step is not None:
-            self.wait += 1
-            if self.wait >= self.cfg.patience:
-                self.stop_step = step
 
 
 @dataclass

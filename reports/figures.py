@@ -19,6 +19,15 @@ from reports.collect import load_trace  # noqa: E402
 from reports.tables import has_ground_truth, primary_rule  # noqa: E402
 
 
+def _save(fig, title: str, out: Path, y: float | None = None) -> Path:
+    """Title, write (PNG, 130 dpi) and close a figure; returns its path."""
+    fig.suptitle(title, fontsize=9, **({"y": y} if y is not None else {}))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
 def marks(runs: pd.DataFrame) -> dict:
     """Marker per point of interest: (step key, PSNR key, marker); ES is the primary rule."""
     out = {"peak": (keys.PEAK_STEP, keys.PEAK_PSNR, "^")}
@@ -77,11 +86,7 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
         ax.set_ylabel("PSNR [dB]")
     handles = [plt.Line2D([], [], marker=m, ls="", color="black", label=k) for k, (_, _, m) in marks(done).items()]
     grid.figure.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
-    grid.figure.suptitle(title, fontsize=9, y=1.02)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    grid.savefig(out, dpi=130, bbox_inches="tight")
-    plt.close(grid.figure)
-    return out
+    return _save(grid.figure, title, out, y=1.02)
 
 
 def mean_psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
@@ -111,11 +116,7 @@ def mean_psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
         ax.set_xlabel("iteration")
         ax.set_ylabel("PSNR [dB], mean ± sd over images")
         ax.set_title(ax.get_title(), fontsize=7)
-    grid.figure.suptitle(title, fontsize=9, y=1.02)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    grid.savefig(out, dpi=130, bbox_inches="tight")
-    plt.close(grid.figure)
-    return out
+    return _save(grid.figure, title, out, y=1.02)
 
 
 def residual_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
@@ -166,11 +167,7 @@ def residual_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
         ax.set_ylabel("‖Ax − y‖₂")
     handles = [plt.Line2D([], [], marker=m, ls="", color="black", label=k) for k, (_, _, m) in points.items()]
     grid.figure.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
-    grid.figure.suptitle(f"{title}\ndata residual vs iteration", fontsize=9, y=1.04)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    grid.savefig(out, dpi=130, bbox_inches="tight")
-    plt.close(grid.figure)
-    return out
+    return _save(grid.figure, f"{title}\ndata residual vs iteration", out, y=1.04)
 
 
 def _display(img: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -210,8 +207,4 @@ def reconstruction_panel(runs: pd.DataFrame, title: str, out: Path) -> Path | No
             ax.set_title(label, fontsize=7)
         row_axes[0].text(-0.1, 0.5, f"{r['method_label']}\n{r['image']}", transform=row_axes[0].transAxes,
                          rotation=90, va="center", ha="right", fontsize=6)
-    fig.suptitle(title, fontsize=9)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, title, out)

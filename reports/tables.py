@@ -41,13 +41,15 @@ def metric_columns(runs: pd.DataFrame) -> dict[str, str]:
     return columns
 
 
-def _mean_std(values: pd.Series, digits: int = 2) -> str:
+def _mean_std(values: pd.Series, digits: int = 2, spec: str = "f", std_spec: str | None = None) -> str:
+    """Mean ± std of the numeric values ("–" if none; the mean alone if they agree)."""
     v = pd.to_numeric(values, errors="coerce").dropna()
     if v.empty:
         return "–"
-    if len(v) == 1 or np.isclose(v.std(), 0):
-        return f"{v.mean():.{digits}f}"
-    return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
+    mean, std = format(v.mean(), f".{digits}{spec}"), None
+    if len(v) > 1 and not np.isclose(v.std(), 0):
+        std = format(v.std(), std_spec or f".{digits}{spec}")
+    return mean if std is None else f"{mean} ± {std}"
 
 
 def _median_int(values: pd.Series) -> str:
@@ -86,12 +88,7 @@ def per_run_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _sig(values: pd.Series) -> str:
     """Mean ± std to 4 significant digits (residuals, losses: any scale)."""
-    v = pd.to_numeric(values, errors="coerce").dropna()
-    if v.empty:
-        return "–"
-    if len(v) == 1 or np.isclose(v.std(), 0):
-        return f"{v.mean():.4g}"
-    return f"{v.mean():.4g} ± {v.std():.2g}"
+    return _mean_std(values, 4, "g", std_spec=".2g")
 
 
 def _no_gt_columns(runs: pd.DataFrame) -> dict[str, str]:
