@@ -19,7 +19,7 @@ class ASeqDIPConfig(DIPConfig):
     # Survey B handbook (walnut, implementations.md §1.5 item 6): lr 1e-4, 5 inner steps, FBP input,
     # 0.01·(m/n)·Σ(f − z)² next to Σ(Af − y)²/‖A‖⁴, i.e. both terms m × a mean (per measurement, per
     # pixel). Our data term is a per-pixel mean already, so we drop m/n; in our units the handbook's
-    # weight is λ = 0.01·(m/n)·‖A‖² ≈ 0.014 at 501² (‖A‖² ≈ 46 for our simulated walnut operator;
+    # weight is λ = 0.01·m·‖A‖⁴/‖A‖_F² ≈ 41 at 501² (‖A‖² = 46.5, ‖A‖_F² = 4084, m = 7680 for our simulated walnut;
     # 13 at 64²): it depends on size and geometry, so pass it per suite, not as a default.
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # Survey B: normalised
     lr: PositiveFloat = 1e-4  # Survey A Fig. 6 (handbook 1e-4; official CT 2e-4)

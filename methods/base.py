@@ -33,6 +33,7 @@ The module owns everything else:
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
@@ -40,13 +41,17 @@ from typing import Annotated, Literal
 import lightning as L
 import torch
 
+from datamodules.operators.base import hutchinson_frobenius_sq
 from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from datamodules.task import Measurement
 from methods.inputs import input_size, network_input
 from methods.networks import NetConfig, UNetConfig, build_network
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD,
-                                                     "lbfgs": torch.optim.LBFGS}
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam, "sgd": torch.optim.SGD, "lbfgs": torch.optim.LBFGS,
+    # Adam whose second-moment estimate never decreases (Reddi et al. 2018): no step-size bursts after long
+    # stretches of small gradients, the spikes that reset a DIP's fit at large lr (docs/conventions.md §12)
+    "amsgrad": functools.partial(torch.optim.Adam, amsgrad=True)}
 
 
 @dataclass
@@ -54,9 +59,9 @@ class DIPConfig:
     """Settings shared by all DIP methods (docs/conventions.md §§1–3)."""
 
     lr: PositiveFloat = 1e-3  # learning rate of the network parameters
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adam", "amsgrad", "sgd"] = "adam"
     grad_clip: Annotated[float, Range(gt=0)] | None = 1.0  # gradient-norm clipping (Survey B handbook: 1); null = off
-    # mean | ½‖Ax−y‖² (eq 3) | ÷‖A‖⁴ (handbook) | ‖Ax−y‖²/(‖A‖²·n) (docs/conventions.md §1: size-free weights)
+    # mean | ½‖Ax−y‖² (eq 3) | ÷‖A‖⁴ (handbook) | ‖Ax−y‖²/‖A‖_F² (docs/conventions.md §1: task- and size-free weights)
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "mse"
     input: Literal["noise", "fbp", "adjoint", "reference"] = "noise"  # reference: the task's reference image (Ref-G)
     input_dist: Literal["gaussian", "uniform"] = "gaussian"  # gaussian: scale·N(0,1) | uniform: U[0, scale)
@@ -139,11 +144,14 @@ class DIPModule(L.LightningModule):
         linear = getattr(self.physics, "linear", False)
         if loss == "half_sse_normalised":
             return 1.0 / self.physics.norm() ** 4
-        if loss == "normalised":  # ‖A‖ := 1 for nonlinear operators (blur + response curve keep [0, 1])
+        if loss == "normalised":  # ‖A‖_F² (docs/conventions.md §1); nonlinear operators count as A = I
+            if linear:  # operators without their own frobenius_sq (plugins) get Hutchinson's estimate
+                frobenius_sq = getattr(self.physics, "frobenius_sq", None)
+                return 1.0 / (frobenius_sq() if frobenius_sq else hutchinson_frobenius_sq(self.physics))
             pixels = 1
             for n in problem.x_shape:
                 pixels *= n
-            return 1.0 / ((self.physics.norm() ** 2 if linear else 1.0) * pixels)
+            return 1.0 / pixels
         return 1.0
 
     # -- stages and iteration numbering ----------------------------------------------------

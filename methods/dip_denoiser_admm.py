@@ -16,8 +16,9 @@ from methods.registry import register_method
 @dataclass
 class DIPDenoiserADMMConfig(DIPConfig):
     # Survey B handbook (implementations.md §1.5 item 9, overeng_rundip.py) unless noted. Its penalty
-    # ½(10/n)‖x − u + λ‖² next to ‖Ax − y‖²/‖A‖⁴ is β ≈ 10·‖A‖²/n ≈ 2e-3 in our units at 501²
-    # (‖A‖² ≈ 46, simulated walnut). β was measured: 64² denoising, σ = 25/255, TV denoiser with
+    # ½(10/n)‖x − u + λ‖² next to ‖Ax − y‖²/‖A‖⁴ is β ≈ 10·‖A‖⁴/‖A‖_F² ≈ 5 in our units at 501²
+    # (‖A‖² = 46.5, ‖A‖_F² = 4084, simulated walnut; docs/conventions.md §1).
+    # β was measured: 64² denoising, σ = 25/255, TV denoiser with
     # σ = 0.01, 1500 steps, lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP
     # 27.6 / 21.7): β = 0.3: 28.0 / 21.9, 1: 28.0 / 23.2, 3: 28.5 / 24.9, 10: 28.4 / 28.2 (peak at 1497).
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1

@@ -18,8 +18,9 @@ from methods.registry import register_method
 @dataclass
 class DIPDenoiserHQSConfig(DIPConfig):
     # Survey B handbook (implementations.md §1.5 item 8, overeng_rundip.py) unless noted. Its penalty
-    # (60/σ_k)·mean((x − u)²) next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 2·60·‖A‖²/n ≈ 0.02 in our units at 501²
-    # (‖A‖² ≈ 46, simulated walnut). λ was measured: 64² denoising, σ = 25/255, TV denoiser, 1500 steps,
+    # (60/σ_k)·mean((x − u)²) next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 2·60·‖A‖⁴/‖A‖_F² ≈ 64 in our units at 501²
+    # (‖A‖² = 46.5, ‖A‖_F² = 4084, simulated walnut; docs/conventions.md §1).
+    # λ was measured: 64² denoising, σ = 25/255, TV denoiser, 1500 steps,
     # lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP 27.6 / 21.7): λ = 0.03:
     # 27.7 / 23.6, 0.05: 27.9 / 25.0, 0.1: 28.0 / 26.7, 0.3: 25.3 / 24.4, 1: 21.5 / 19.9.
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1

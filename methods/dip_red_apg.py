@@ -18,7 +18,7 @@ from methods.registry import register_method
 @dataclass
 class DIPREDAPGConfig(DIPConfig):
     # Survey B handbook (implementations.md §1.5 item 7) unless noted. Its penalty L·ρ·½Σ(x − u)²,
-    # ρ = 0.01/n, next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 0.01·‖A‖²/n ≈ 2e-6 in our units at 501² (‖A‖² ≈ 46,
+    # ρ = 0.01/n, next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 0.01·‖A‖⁴/‖A‖_F² ≈ 5e-3 in our units at 501² (‖A‖_F² = 4084,
     # simulated walnut), i.e. RED switched off. λ was measured instead: 64² denoising, σ = 25/255, TV
     # denoiser, 1500 steps, lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP
     # 27.6 / 21.7): λ = 0.5: 27.4 / 22.1, 2: 28.1 / 23.9, 5: 26.6 / 25.8, 20: diverges (x chases u).

@@ -17,8 +17,9 @@ from methods.registry import register_method
 class DIPTVHQSConfig(DIPConfig):
     lr: PositiveFloat = 1e-4  # handbook run_dip.py --lr 1e-4
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
-    # λ of Alg. 4 (μ_k = λ/α_k). Handbook 1.0 on its ÷‖A‖⁴ sum of residuals; in our per-pixel units that is
-    # 1.0·‖A‖²/n = 1.85e-4 on the Survey B walnut problem (‖A‖² = 46.4 for 60×128 rays at 501², n = 501²).
+    # λ of Alg. 4 (μ_k = λ/α_k). Handbook 1.0 on its ÷‖A‖⁴ sum of residuals; in our units (docs/conventions.md §1)
+    # that is 1.0·‖A‖⁴/‖A‖_F² = 0.53 on the Survey B walnut problem (60×128 rays at 501²: ‖A‖² = 46.5,
+    # ‖A‖_F² = 4084), which survey_b_table2 sets; the default was that value under the old spectral rule.
     # The HQS objective ℓ + β‖x−u‖²_mean + (2βα_k)·TV_mean(u) weighs TV by 2λ, whatever the schedule.
     splitting_strength: PositiveFloat = 2e-4
     tv_max: PositiveFloat = 0.5  # α_1, prox step of the first outer iteration (handbook run_dip.py "tv_min" 0.5)

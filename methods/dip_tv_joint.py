@@ -27,8 +27,11 @@ def mean_tv(x: torch.Tensor, kind: str = "isotropic") -> torch.Tensor:
 class DIPTVJointConfig(DIPConfig):
     lr: PositiveFloat = 1e-4  # handbook run_dip.py --lr 1e-4
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
-    # α of eq (21). Handbook 1e-5 on its ÷‖A‖⁴ sum of residuals + summed TV; multiplying its loss by ‖A‖²/n gives
-    # our ℓ + (1e-5·‖A‖²)·TV_mean: 4.6e-4 on the Survey B walnut problem (‖A‖² = 46.4 for 60×128 rays at 501²).
+    # α of eq (21). Handbook 1e-5 on its ÷‖A‖⁴ sum of residuals + summed TV; multiplying its loss by ‖A‖⁴/‖A‖_F²
+    # gives our ℓ + (1e-5·n·‖A‖⁴/‖A‖_F²)·TV_mean: 1.3 on the Survey B walnut problem (60×128 rays at 501²:
+    # ‖A‖² = 46.5, ‖A‖_F² = 4084, n = 501²), which survey_b_table2 sets. Default: measured under the spectral rule
+    # (docs/conventions.md §1), on walnut 64² (tiny net, lr 5e-3, 2000 steps): α = 0 / 5e-4 / 5e-3 / 1e-2 peak
+    # 25.3 / 25.1 / 20.6 / 18.2 dB; in today's units these α are 115× larger (0.058 for 5e-4).
     # Measured on walnut 64² (tiny net, lr 5e-3, 2000 steps): α = 0 / 5e-4 / 5e-3 / 1e-2 peak 25.3 / 25.1 / 20.6 / 18.2 dB
     tv_weight: NonNegativeFloat = 5e-4
     tv: Literal["isotropic", "anisotropic"] = "isotropic"  # Survey B §4.2 (isotropic) | handbook tv_loss (anisotropic)

@@ -19,7 +19,7 @@ class SelfGuidedDIPConfig(DIPConfig):
     # Survey B handbook (walnut, implementations.md §1.5 item 5): lr 1e-4, lr_z 0.1, α 0.01 on
     # N·Σₙ‖f(z+ηₙ) − z‖² (each realisation; eq 34 and we: the mean x̃) next to ‖Ax̄ − y‖²/‖A‖⁴,
     # 4 realisations, rel. noise 0.01·max z, EMA 0.99, FBP input. In our units that α is
-    # ≈ 0.01·N²·‖A‖² ≈ 7 at 501² (‖A‖² ≈ 46 for our simulated walnut operator), and it changes
+    # ≈ 0.01·N²·n·‖A‖⁴/‖A‖_F² ≈ 2e4 at 501² (‖A‖² = 46.5, ‖A‖_F² = 4084 for our simulated walnut), and it changes
     # with the image size: pass it per suite, not as a default.
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # Survey B: normalised
     lr: PositiveFloat = 3e-4  # Survey A Fig. 6 (handbook: 1e-4)

@@ -129,7 +129,7 @@ def test_a_splitting_method_traces_its_named_iterate_and_scalars_and_improves_on
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("method.optimizer=adamw", "valid: adam, sgd"),
+    ("method.optimizer=adamw", "valid: adam, amsgrad, sgd"),
     ("run.max_steps=-1", "must be >= 1"),
     ("run.max_steps=0", "must be >= 1"),
     ("method.net.norm=batchnorm", "valid: group, batch, none"),

@@ -39,6 +39,22 @@ class LinearOperator(dinv.physics.LinearPhysics):
         """Spectral norm ‖A‖₂ by power iteration on AᵀA (deepinv's ``compute_norm``)."""
         return spectral_norm(self, n_iter=n_iter, tol=tol)
 
+    def frobenius_sq(self, probes: int = 64) -> float:
+        """‖A‖_F² = trace(AᵀA), the sum of squared column norms: Hutchinson's estimate
+        E‖Aε‖² over ``probes`` seeded Rademacher vectors ε (deterministic; a few % error).
+        Operators with a cheap exact value override it (identity, masks, sparse matrices)."""
+        return hutchinson_frobenius_sq(self, probes)
+
+
+def hutchinson_frobenius_sq(op: LinearOperator, probes: int = 64) -> float:
+    """trace(AᵀA) ≈ mean_k ‖A ε_k‖², ε_k Rademacher, from a fixed seed (Hutchinson 1989)."""
+    device = next((b.device for b in op.buffers()), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    signs = torch.randint(0, 2, (probes, *op.in_shape), generator=gen).float().mul_(2).sub_(1).to(device)
+    with torch.no_grad():
+        total = sum(float(op.A(signs[k:k + 1]).abs().pow(2).sum()) for k in range(probes))
+    return total / probes
+
 
 def spectral_norm(op: LinearOperator, n_iter: int = 100, tol: float = 1e-5) -> float:
     """‖A‖₂ of a linear operator, by power iteration (deterministic start)."""
@@ -56,6 +72,12 @@ class Identity(LinearOperator):
 
     def __init__(self, shape):
         super().__init__(in_shape=shape, out_shape=shape)
+
+    def frobenius_sq(self, probes: int = 64) -> float:
+        n = 1
+        for d in self.in_shape:
+            n *= d
+        return float(n)
 
     def A(self, x, **kwargs):
         return x

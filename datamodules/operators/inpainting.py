@@ -28,6 +28,10 @@ class MaskOperator(LinearOperator, dinv.physics.Inpainting):
         shape = (channels, *mask.shape[-2:])
         super().__init__(in_shape=shape, out_shape=shape, img_size=shape, mask=mask)
 
+    def frobenius_sq(self, probes: int = 64) -> float:
+        """‖diag(m)‖_F² = the number of observed entries (all channels)."""
+        return float(self.mask.sum()) * self.in_shape[0]
+
     @property
     def hole_ratio(self) -> float:
         """Fraction of missing pixels."""

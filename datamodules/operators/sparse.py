@@ -83,6 +83,10 @@ class SparseMatrixOperator(LinearOperator):
     def A_adjoint(self, y: torch.Tensor, **kwargs) -> torch.Tensor:
         return self._matmul(y, self.matrix_t, self.matrix, self.in_shape)
 
+    def frobenius_sq(self, probes: int = 64) -> float:
+        """‖M‖_F², exactly: the sum of the squared stored entries."""
+        return float(self.matrix.values().double().pow(2).sum())
+
     def to_scipy(self) -> scipy.sparse.csr_matrix:
         """The matrix as scipy CSR (float64), e.g. for scipy's LSQR."""
         return to_scipy_csr(self.matrix)
