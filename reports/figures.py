@@ -38,21 +38,23 @@ def marks(runs: pd.DataFrame) -> dict:
     return out
 
 
+def _dip_psnr_traces(dip: pd.DataFrame):
+    """(run row, trace of its reconstruction stage) for each run whose trace has a PSNR column."""
+    for _, r in dip.iterrows():
+        t = load_trace(r["path"])
+        if t.empty or "psnr" not in t:
+            continue
+        yield r, (t[t["step"] >= 1] if "step" in t else t)
+
+
 def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     """One panel per (setting, image); a line per DIP run (colour = method); markers
     at each run's peak, early-stop pick and final iterate; baselines as dashed lines. Only
     runs with a ground truth (the others have no PSNR: see :func:`residual_curves`)."""
     done = runs[runs["status"] == "finished"]
-    done = done[has_ground_truth(done)]
-    dip = done[done["kind"] == "dip"]
-    if dip.empty:
-        return None
+    done = done[has_ground_truth(done)]  # DIP runs and baselines (drawn as dashed lines)
     traces = []
-    for _, r in dip.iterrows():
-        t = load_trace(r["path"])
-        if t.empty or "psnr" not in t:
-            continue
-        t = t[t["step"] >= 1] if "step" in t else t  # the reconstruction stage
+    for r, t in _dip_psnr_traces(done[done["kind"] == "dip"]):
         named = [c for c in t.columns if c.startswith("psnr_") and c != "psnr_ema"]  # named iterates (u, …)
         for column in ["psnr", *named]:
             part = t[["step", column]].dropna().rename(columns={column: "psnr"})
@@ -97,11 +99,8 @@ def mean_psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     if done.empty or done.groupby(["setting", "method_label"])["image"].nunique().max() < 2:
         return None
     traces = []
-    for _, r in done.iterrows():
-        t = load_trace(r["path"])
-        if t.empty or "psnr" not in t:
-            continue
-        t = t[t["step"] >= 1][["step", "psnr"]].dropna()
+    for r, t in _dip_psnr_traces(done):
+        t = t[["step", "psnr"]].dropna()
         traces.append(t.assign(method=r["method_label"], setting=r["setting"]))
     if not traces:
         return None
