@@ -5,45 +5,38 @@ import argparse
 import dataclasses
 import json
 import sys
-import warnings
 from pathlib import Path
 
-from benchmark.config import ConfigError, parse_value
-
-
-def _overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ConfigError(f"--set expects key=value (e.g. run.max_steps=100), got {pair!r}")
-        key, value = pair.split("=", 1)
-        if key.split(".")[0] not in ("method", "dataset", "run"):
-            raise ConfigError(f"--set key {key!r} must start with method., dataset. or run.")
-        out[key] = parse_value(value)
-    return out
+from benchmark import plugins
+from benchmark.config import ConfigError, parse_overrides
+from benchmark.executors import Context, Job, make_executor, plan_runs, redo_states
+from benchmark.interrupts import Interrupted, handle_interrupts
+from benchmark.plugins import hint
+from benchmark.progress import GridReporter
+from benchmark.quiet import quiet_lightning
+from benchmark.reconstruct import reconstruct
+from benchmark.status import as_json, render, suite_status
+from benchmark.store import RunStore, StoreError
+from benchmark.suites import available_suites, load_suite
+from core import keys
+from core.results import MethodKind, Outcome, RunState
+from datamodules.registry import DATASETS
+from methods.registry import METHODS
+from scoring.stopping import STOPPING_RULES
 
 
 def cmd_run(args) -> int:
     import time
-
-    from benchmark.executors import Context, Job, make_executor, plan_runs, redo_states
-    from benchmark.executors.interrupts import Interrupted, handle_interrupts
-    from benchmark.progress import GridReporter
-    from benchmark.store import RunStore
-    from benchmark.suites import load_suite
-    from methods.registry import load_all as load_methods
-
     not_before = time.time()
-    suite = load_suite(args.suite, _overrides(args.set))
+    suite = load_suite(args.suite, parse_overrides(args.set))
     executor = make_executor(args.executor, _executor_options(args, suite.raw.get("resources")))  # checked first
     store = RunStore(args.results)
     store.check_writable(suite.name)
     for path in store.clean_temporaries(suite.name):
         print(f"removed leftover temporary folder {path}")
-    kinds = {name: spec.kind for name, spec in load_methods().items()}
-    steps = {r.run_id: (r.run.max_steps if kinds[r.method] == "dip" else 0) for r in suite.runs}
+    steps = {r.run_id: METHODS[r.method].cls.iterations(r.method_cfg, r.run.max_steps) for r in suite.runs}
     plan = plan_runs(suite.runs, suite.name, store, args.force, args.retry_failed, not_before)
-    todo = sorted(plan.todo, key=lambda r: kinds[r.method] != "baseline")  # cheap reference rows first
+    todo = sorted(plan.todo, key=lambda r: METHODS[r.method].kind != MethodKind.BASELINE)  # cheap reference rows first
     for method, dataset, reason in suite.skipped:
         print(f"skipped {method} on {dataset} (incompatible, nothing stored): {reason}")
     for _, state in plan.damaged:
@@ -61,8 +54,6 @@ def cmd_run(args) -> int:
                                         "runs": steps})
     failed = [run.run_id for run, _ in plan.failed]
     if todo:
-        from benchmark import plugins
-
         jobs = [Job(run, steps[run.run_id]) for run in todo]
         reporter = GridReporter(suite.name, jobs, store.suite_dir(suite.name), _outcome_line,
                                 parallel=args.executor != "local")
@@ -78,8 +69,8 @@ def cmd_run(args) -> int:
                   f"abandoned and left nothing behind; not done: {len(left)} ({', '.join(left)}). "
                   "Run the same command to resume.", file=sys.stderr)
             return exc.exit_code
-        failed += [o["run_id"] for o in outcomes if o["status"] == "failed"]
-        others = [o for o in outcomes if o["status"] == "skipped"]
+        failed += [o.run_id for o in outcomes if o.status == RunState.FAILED]
+        others = [o for o in outcomes if o.status == RunState.SKIPPED]
         if others:
             print(f"{len(others)} run(s) were taken over or stored by another invocation meanwhile "
                   "(`python -m benchmark status` shows them)")
@@ -104,32 +95,29 @@ def _executor_options(args, resources) -> dict:
     return {**resources, **{k: v for k, v in cli.items() if v not in (None, False)}}
 
 
-def _outcome_line(job, outcome: dict) -> str:
+def _outcome_line(job, outcome: Outcome) -> str:
     from rich.markup import escape
 
-    if outcome["status"] == "skipped":
-        return f"run {job.run_id} skipped: {escape(outcome.get('reason', ''))}"
-    if outcome["status"] != "finished":
-        m = outcome.get("metrics") or {}
-        failure = m.get("failure") or {}
+    if outcome.status == RunState.SKIPPED:
+        return f"run {job.run_id} skipped: {escape(outcome.reason)}"
+    if outcome.status != RunState.FINISHED:
+        failure = (outcome.metrics or {}).get("failure") or {}
         where = f" at iteration {failure['step']}" if failure.get("step") is not None else ""
-        return f"[red]run {job.run_id} failed{where}:[/red] {escape(str(outcome.get('error') or m.get('error')))}"
+        return f"[red]run {job.run_id} failed{where}:[/red] {escape(str(outcome.message))}"
     try:
-        return escape(_summary_line(job.run, outcome["metrics"]))
+        return escape(_summary_line(job.run, outcome.metrics))
     except (KeyError, TypeError, ValueError):
         return f"{job.run_id}: finished"
 
 
 def _summary_line(run, m: dict) -> str:
-    from methods import keys
-
     if not m.get(keys.HAS_GT, True):  # no ground truth: no PSNR (docs/conventions.md §11)
         stops = "".join(f", ES[{rule}] @ {m[keys.es(rule, 'step')]}" for rule in keys.es_rules(m)
                         if m.get(keys.es(rule, "step")) is not None)
         residual = m.get(keys.FINAL_RESIDUAL)
         return (f"{run.run_id} (seed {run.run.seed}, no ground truth){stops}, final ‖Ax−y‖ "
                 f"{'–' if residual is None else f'{residual:.4g}'} ({m['wall_time_s']:.0f} s)")
-    if m["kind"] == "baseline":
+    if m["kind"] == MethodKind.BASELINE:
         return f"{run.run_id}: {m[keys.FINAL_PSNR]:.2f} dB"
     stops = "".join(f", ES[{rule}] {m[keys.es(rule, 'psnr')]:.2f} dB @ {m[keys.es(rule, 'step')]}"
                     for rule in keys.es_rules(m) if m.get(keys.es(rule, "step")) is not None)
@@ -137,32 +125,12 @@ def _summary_line(run, m: dict) -> str:
             f"final {m[keys.FINAL_PSNR]:.2f} dB (degraded {m[keys.DEGRADED_PSNR]:.2f} dB, {m['wall_time_s']:.0f} s)")
 
 
-def _quiet_lightning() -> None:
-    import logging
-
-    import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import; override after)
-
-    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*treespec.*")
-    warnings.filterwarnings("ignore", message=".*IterableDataset.*")
-
-
 def cmd_list(args) -> int:
-    from benchmark import plugins
-    from benchmark.suites import available_suites, load_suite
-    from datamodules.registry import BROKEN as BROKEN_DATASETS
-    from datamodules.registry import load_all as load_datasets
-    from methods.registry import BROKEN as BROKEN_METHODS
-    from methods.registry import load_all as load_methods
-    from methods.stopping import STOPPING_RULES
-
     def fields(cls):
         return {f.name: _plain(f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
                 for f in dataclasses.fields(cls)}
 
-    methods, datasets = load_methods(), load_datasets()
+    methods, datasets = METHODS, DATASETS
     listing = {
         "methods": {n: {"kind": s.kind, "description": s.description, "paper": s.paper, "origin": s.origin,
                         "source": s.source_file,
@@ -177,7 +145,7 @@ def cmd_list(args) -> int:
         "suites": {},
         "plugins": {o: {"kind": p.kind, "methods": p.methods, "datasets": p.datasets, "stopping_rules": p.stopping_rules,
                         **({"error": p.error} if p.error else {})} for o, p in plugins.PLUGINS.items()},
-        "broken": {name: {"error": error} for name, error in {**BROKEN_METHODS, **BROKEN_DATASETS, **plugins.broken()}.items()},
+        "broken": {name: {"error": error} for name, error in {**METHODS.broken, **DATASETS.broken, **plugins.broken()}.items()},
     }
     for name, path in available_suites().items():
         try:
@@ -261,15 +229,13 @@ def main(argv=None) -> int:
         p.add_argument("--plugins", action="append", metavar="FILE.py", default=[],
                        help="import this file first: it may register methods/datasets (repeatable)")
     args = parser.parse_args(argv)
-    _quiet_lightning()
+    quiet_lightning()
     commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "reconstruct": cmd_reconstruct,
                 "status": cmd_status}
     try:
         _load_plugins(args)
         return commands[args.command](args)
     except ConfigError as exc:
-        from benchmark.plugins import hint
-
         print(f"error: {exc}{hint() if 'unknown' in str(exc) else ''}", file=sys.stderr)
         return 2
 
@@ -278,19 +244,13 @@ def _load_plugins(args) -> None:
     """``--plugins`` files, and for commands that run something, the installed plugins:
     a name registered twice is an error there, a plugin that fails to import a warning
     (``list`` shows both with the broken files; ``report`` and ``status`` only read the store)."""
-    from benchmark import plugins
-
-    plugins.load_files(args.plugins)
+    plugins.load_all(args.plugins)
     if args.command in ("run", "reconstruct"):
-        plugins.load_entry_points()
         plugins.check_conflicts()
         plugins.warn_broken()
 
 
 def cmd_status(args) -> int:
-    from benchmark.status import as_json, render, suite_status
-    from benchmark.store import RunStore, StoreError
-
     store = RunStore(args.results)
     if store.root.exists() and not store.root.is_dir():
         raise StoreError(f"results path {store.root} is a file, not a folder; pass a folder with --results DIR")
@@ -305,6 +265,4 @@ def cmd_status(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    from benchmark.reconstruct import reconstruct
-
-    return reconstruct(args.method, args.dataset, _overrides(args.set), args.out, args.results, args.force)
+    return reconstruct(args.method, args.dataset, parse_overrides(args.set), args.out, args.results, args.force)

@@ -14,16 +14,16 @@ import time
 
 import torch
 
-from benchmark.cli import _overrides, _quiet_lightning
-from benchmark.config import resolve, set_dotted
+from benchmark.config import parse_overrides, resolve, set_dotted
+from benchmark.quiet import quiet_lightning
 from benchmark.runner import build_task, execute
 from benchmark.store import RunStore
-from methods.registry import load_all
+from methods.registry import METHODS
 
 
 def plain_loop(run, task) -> float:
     """The same optimisation as a bare loop (automatic-optimisation methods only)."""
-    module = load_all()[run.method].cls(run.method_cfg, task.measurement(), run.run.seed, run.run.max_steps)
+    module = METHODS[run.method].cls(run.method_cfg, task.measurement(), run.run.seed, run.run.max_steps)
     opt = module.configure_optimizers()
     y = task.y
     start = time.perf_counter()
@@ -42,11 +42,11 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    _quiet_lightning()
+    quiet_lightning()
     config = {"method": {"name": "vanilla_dip", "lr": 0.01,
                          "net": {"scales": 5, "channels": 32, "skip_channels": [0, 0, 0, 4, 4]}},
               "dataset": {"name": "denoising", "crop": 64}, "run": {"max_steps": args.steps, "save_images": False}}
-    for key, value in _overrides(args.set).items():
+    for key, value in parse_overrides(args.set).items():
         set_dotted(config, key, value)
     run = resolve(config)
     task = build_task(run)

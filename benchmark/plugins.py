@@ -6,7 +6,8 @@ is imported — with the same decorators as the built-in files (``register_metho
 
 * an **entry point** of the group ``dipbench.plugins`` in an installed distribution
   (``[project.entry-points."dipbench.plugins"] myplugin = "mypackage.dipbench_plugin"``):
-  loaded by the registries' ``load_all``, i.e. by every command;
+  loaded by :func:`load_all`, which the CLI and every executor worker call once (registries
+  never load plugins);
 * ``--plugins path/to/file.py`` (repeatable) on the commands: the file is imported by path;
 * a suite's ``plugins: [file.py, …]`` key: paths relative to the suite file.
 
@@ -30,6 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.config import ConfigError
+from core.registry import REGISTRIES, RegistrationConflict, Registry, registering_from
+from datamodules.registry import DATASETS
+from methods.registry import METHODS
+from scoring.stopping import STOPPING_RULES
 
 ENTRY_POINT_GROUP = "dipbench.plugins"
 
@@ -58,24 +63,28 @@ class PluginError(ConfigError):
     """A plugin could not be used (file missing, name registered twice); says what to do."""
 
 
-def _registries():
-    from datamodules.registry import DATASETS
-    from datamodules.registry import load_builtins as builtin_datasets
-    from methods.registry import METHODS
-    from methods.registry import load_builtins as builtin_methods
-    from methods.stopping import STOPPING_RULES
+KINDS = {"methods": METHODS, "datasets": DATASETS, "stopping_rules": STOPPING_RULES}  # recorded per plugin
 
-    builtin_methods()
-    builtin_datasets()  # built-ins first: a plugin reusing a built-in name is the one in conflict
-    return {"methods": METHODS, "datasets": DATASETS, "stopping_rules": STOPPING_RULES}
+
+def _registries() -> dict[str, Registry]:
+    """Every registry, its built-ins loaded first (a plugin reusing a built-in name is the one
+    in conflict)."""
+    for registry in list(REGISTRIES.values()):
+        registry.load_builtins()
+    return dict(REGISTRIES)
+
+
+def load_all(files=(), where: str = "--plugins") -> list[Plugin]:
+    """The orchestrator's one call (CLI commands, executor workers): every registry's
+    built-ins, the plugin ``files`` and the installed plugins (entry points)."""
+    _registries()
+    return [*load_files(files, where), *load_entry_points()]
 
 
 def _load(plugin: Plugin, do_import) -> Plugin:
     """Import a plugin, attributing its registrations to it; on failure undo them."""
-    from datamodules.registry import RegistrationConflict, registering_from
-
     registries = _registries()
-    before = {kind: set(reg) for kind, reg in registries.items()}
+    before = {kind: set(reg.entries) for kind, reg in registries.items()}
     PLUGINS[plugin.origin] = plugin
     try:
         with registering_from(plugin.origin):
@@ -84,11 +93,10 @@ def _load(plugin: Plugin, do_import) -> Plugin:
         plugin.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}"
         plugin.conflict = isinstance(exc, RegistrationConflict)
         for kind, reg in registries.items():
-            for name in set(reg) - before[kind]:
-                del reg[name]  # half-loaded plugins register nothing
+            reg.remove(set(reg.entries) - before[kind])  # half-loaded plugins register nothing
         return plugin
-    for kind, reg in registries.items():
-        setattr(plugin, kind, sorted(set(reg) - before[kind]))
+    for field_name, reg in KINDS.items():
+        setattr(plugin, field_name, sorted(set(reg.entries) - before[reg.kind]))
     return plugin
 
 

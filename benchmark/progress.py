@@ -12,6 +12,8 @@ import time
 from lightning.pytorch.callbacks import Callback
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from benchmark.locks import read_progress
+
 
 def suite_progress(**kwargs) -> Progress:
     return Progress(
@@ -96,8 +98,6 @@ class GridReporter:
 
     def poll(self, every_s: float = 1.0) -> None:
         """Read the progress files of runs in other processes (at most every ``every_s``)."""
-        from benchmark.locks import read_progress
-
         now = time.monotonic()
         if now - self._last_poll < every_s:
             return

@@ -24,6 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.config import ConfigError, resolve, set_dotted
+from benchmark.plugins import check_conflicts
+from benchmark.progress import StepProgress, suite_progress
+from benchmark.runner import execute
+from benchmark.store import RunStore, _save_png
+from core import keys
+from core.results import MethodKind, RunState
+from methods.registry import METHODS
 
 SUITE = "reconstruct"
 
@@ -38,10 +45,6 @@ def reconstruct(method: str, dataset: str, overrides: dict, out: str, results: s
                 force: bool = False) -> int:
     """Run ``method`` on ``dataset`` (``overrides``: dotted ``--set`` keys) and write the
     stopped and final images next to ``out``. Returns the exit code."""
-    from benchmark.plugins import check_conflicts
-    from benchmark.store import RunStore
-    from methods.registry import load_all
-
     check_conflicts()
     config = {"method": {"name": method}, "dataset": {"name": dataset}, "run": {}}
     for key, value in overrides.items():
@@ -54,7 +57,7 @@ def reconstruct(method: str, dataset: str, overrides: dict, out: str, results: s
     if force or not store.is_finished(SUITE, run) or not (run_dir / "images.npz").exists():
         print(f"reconstructing with {method} on {dataset} → {run_dir}", file=sys.stderr)
         metrics = _execute(run, store)
-        if metrics["status"] != "finished":
+        if metrics["status"] != RunState.FINISHED:
             print(f"error: the run failed: {metrics['error']}\n(traceback in {run_dir / 'metrics.json'})", file=sys.stderr)
             return 1
     else:
@@ -64,10 +67,10 @@ def reconstruct(method: str, dataset: str, overrides: dict, out: str, results: s
     stopped.parent.mkdir(parents=True, exist_ok=True)
     written = _write(run_dir, images, "final", final)
     rules = list(run.run.stopping)
-    if load_all()[run.method].kind == "baseline":
+    if METHODS[run.method].kind == MethodKind.BASELINE:
         source, chosen = "final", "the baseline's reconstruction (no iterations to stop)"
-    elif rules and f"es_{rules[0]}" in images:
-        source, chosen = f"es_{rules[0]}", f"the pick of stopping rule {rules[0]}"
+    elif rules and keys.es_image(rules[0]) in images:
+        source, chosen = keys.es_image(rules[0]), f"the pick of stopping rule {rules[0]}"
     else:
         what = f"stopping rule {rules[0]}" if rules else "no stopping rule (run.stopping is empty)"
         print(f"error: {what} picked no image in {run.run.max_steps} iterations (a window longer than the run?); only "
@@ -84,13 +87,9 @@ def reconstruct(method: str, dataset: str, overrides: dict, out: str, results: s
 
 
 def _execute(run, store) -> dict:
-    from benchmark.runner import execute
-
     if not sys.stderr.isatty():
         return execute(run, SUITE, store)
-    from benchmark.progress import StepProgress, suite_progress
-
-    total = run.run.max_steps if hasattr(run.method_cfg, "net") else 0
+    total = METHODS[run.method].cls.iterations(run.method_cfg, run.run.max_steps)
     with suite_progress() as progress:
         bar = progress.add_task(f"{run.method} on {run.dataset}", total=total or 1)
         return execute(run, SUITE, store, extra_callbacks=[StepProgress(progress, bar)])
@@ -103,7 +102,5 @@ def _write(run_dir: Path, images, name: str, stem: Path) -> list[Path]:
     if preview.exists():
         shutil.copyfile(preview, png)
     else:
-        from benchmark.store import _save_png
-
         _save_png(png, images[name])
     return [png, stem.with_name(stem.name + ".npy")]

@@ -17,19 +17,20 @@ import pandas as pd
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.guards import Diverged, DivergenceGuard
 from benchmark.provenance import run_provenance
 from benchmark.store import LostClaim, RunStore, StoreError
+from core import keys
+from core.results import MethodKind, RunState
 from datamodules.datamodule import SingleMeasurementDataModule
-from datamodules.registry import load_all as load_datasets
-from methods import keys
-from methods.callbacks import EMAOutput, FinalIterate, NamedIterates, OracleBest, Scorer, Trace, data_residual
-from methods.registry import load_all as load_methods
-from methods.stopping import build_stopping_rules
+from datamodules.registry import DATASETS
+from methods.registry import METHODS
+from scoring.callbacks import EMAOutput, FinalIterate, NamedIterates, OracleBest, Scorer, Trace, data_residual
+from scoring.guards import Diverged, DivergenceGuard
+from scoring.stopping import build_stopping_rules
 
 
 def build_task(run: RunConfig):
-    return load_datasets()[run.dataset].build(run.dataset_cfg)
+    return DATASETS[run.dataset].build(run.dataset_cfg)
 
 
 def metric_callbacks(task, settings) -> list:
@@ -59,7 +60,7 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
         devices=1,
         precision=settings.precision,
         deterministic=settings.deterministic,
-        # the divergence guard first: no other callback ever sees a NaN iterate (benchmark/guards.py)
+        # the divergence guard first: no other callback ever sees a NaN iterate (scoring/guards.py)
         callbacks=[DivergenceGuard(**dataclasses.asdict(settings.divergence)), *callbacks,
                    *extra_callbacks],
         logger=False,
@@ -78,18 +79,13 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
         m, im = cb.summary()
         metrics.update(m)
         images.update(im)
-    for rule in settings.stopping:
-        if metrics.get(keys.es(rule, "psnr")) is not None and keys.PEAK_PSNR in metrics:
-            metrics[keys.es(rule, "gap_db")] = metrics[keys.PEAK_PSNR] - metrics[keys.es(rule, "psnr")]
-        if images.get(f"es_{rule}") is not None:
-            metrics[keys.es(rule, "data_residual")] = data_residual(task.physics, images[f"es_{rule}"], task.y)
     metrics["n_params"] = sum(p.numel() for p in module.net.parameters())
     metrics["n_trainable"] = sum(p.numel() for g in module.parameter_groups() for p in g.params)
     metrics["iterations"] = module.total_iterations
     return metrics, images, pd.DataFrame(callbacks[-1].rows)
 
 
-def _run_baseline(spec, run: RunConfig, task):
+def _run_baseline(spec, run: RunConfig, task, extra_callbacks=()):
     has_gt = task.gt is not None
     baseline = spec.cls(run.method_cfg, task.measurement(), oracle=task.psnr if has_gt else None)
     with torch.no_grad():
@@ -105,13 +101,16 @@ def _run_baseline(spec, run: RunConfig, task):
     return metrics, {"final": x}, trace
 
 
+RUNNERS = {MethodKind.DIP: _fit_dip, MethodKind.BASELINE: _run_baseline}  # by the method class's kind
+
+
 def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), claim=None, placement=None) -> dict:
     """Run one config and store it; a failure (exception, out of memory, divergence) is stored
     as status "failed" with its reason and traceback (never raised), so one bad run cannot stop
     a grid. Only an interruption (KeyboardInterrupt, SIGTERM: a BaseException) or a store that
     cannot be written propagates. ``claim`` (benchmark/locks.py) is checked before the write;
     ``placement`` (executor, …) is stored with the host, pid and ``CUDA_VISIBLE_DEVICES``."""
-    spec = load_methods()[run.method]
+    spec = METHODS[run.method]
     start, started_at = time.perf_counter(), time.time()
     provenance = run_provenance(spec.source_file)
     where = {"started_at": started_at, "placement": {"host": socket.gethostname(), "pid": os.getpid(),
@@ -120,12 +119,9 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), cla
     try:
         L.seed_everything(run.run.seed, workers=False, verbose=False)
         task = build_task(run)
-        if spec.kind == "baseline":
-            metrics, images, trace = _run_baseline(spec, run, task)
-        else:
-            metrics, images, trace = _fit_dip(spec, run, task, extra_callbacks)
+        metrics, images, trace = RUNNERS[spec.kind](spec, run, task, extra_callbacks)
         has_gt = task.gt is not None  # without it every PSNR/SSIM key is absent (docs/conventions.md §11)
-        base = {"status": "finished", "method": run.method, "dataset": run.dataset, "kind": spec.kind,
+        base = {"status": RunState.FINISHED, "method": run.method, "dataset": run.dataset, "kind": spec.kind,
                 "provenance": task.provenance, keys.HAS_GT: has_gt,
                 "metric": task.metric.description if has_gt else "no ground truth (PSNR/SSIM not computed)",
                 **({keys.DEGRADED_PSNR: task.psnr(task.degraded)} if has_gt else {})}
@@ -141,7 +137,7 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), cla
     except (KeyboardInterrupt, StoreError, LostClaim):
         raise
     except Exception as exc:  # stored and reported; rerun only with --retry-failed
-        metrics = {"status": "failed", "method": run.method, "dataset": run.dataset, "kind": spec.kind,
+        metrics = {"status": RunState.FAILED, "method": run.method, "dataset": run.dataset, "kind": spec.kind,
                    "error": f"{type(exc).__name__}: {exc}", "failure": failure_info(exc),
                    "traceback": traceback.format_exc(), "wall_time_s": time.perf_counter() - start, **where,
                    "ended_at": time.time(), **provenance}

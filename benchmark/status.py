@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 from benchmark.locks import live_holder, read_progress
 from benchmark.store import RunStore
+from benchmark.suites import load_suite
+from methods.registry import METHODS
 
 
 @dataclass
@@ -41,11 +43,7 @@ def suite_runs(store: RunStore, suite: str) -> dict[str, int]:
     if isinstance(info.get("runs"), dict):
         return {k: int(v or 0) for k, v in info["runs"].items()}
     try:
-        from benchmark.suites import load_suite
-        from methods.registry import load_all
-
-        kinds = {n: s.kind for n, s in load_all().items()}
-        return {r.run_id: (r.run.max_steps if kinds[r.method] == "dip" else 0) for r in load_suite(suite).runs}
+        return {r.run_id: METHODS[r.method].cls.iterations(r.method_cfg, r.run.max_steps) for r in load_suite(suite).runs}
     except Exception:  # noqa: BLE001 - not a suite name: what is stored is all we know
         return {p.name: 0 for p in store.runs(suite)}
 

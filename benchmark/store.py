@@ -54,7 +54,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config import ConfigError, RunConfig
+from benchmark.interrupts import critical
 from benchmark.locks import HOST, Claim, break_stale, claims_dir, default_lease, live_holder, pid_alive, read_holder
+from core.results import RunState
 
 DEFAULT_RESULTS = Path(os.environ.get("DIPBENCH_RESULTS", "results"))
 CLAIMS = ".claims"
@@ -121,12 +123,12 @@ def _sha256(path: Path) -> str:
 
 
 @dataclass
-class RunState:
-    """What the store holds for one run: ``state`` is ``finished``, ``failed``, ``damaged`` or
-    ``missing``; ``problem`` says what is wrong with a damaged folder."""
+class StoredRun:
+    """What the store holds for one run: ``state`` is finished, failed, damaged or missing;
+    ``problem`` says what is wrong with a damaged folder."""
 
     path: Path
-    state: str
+    state: RunState
     problem: str = ""
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
@@ -163,17 +165,17 @@ class RunStore:
                              "choose another with --results DIR") from None
 
     # -- reading ------------------------------------------------------------------------------
-    def inspect(self, suite: str, run: RunConfig | str) -> RunState:
+    def inspect(self, suite: str, run: RunConfig | str) -> StoredRun:
         """The stored state of one run (see the module doc for what counts as finished)."""
         return inspect_folder(self.run_dir(suite, run))
 
-    def status(self, suite: str, run: RunConfig | str) -> str | None:
+    def status(self, suite: str, run: RunConfig | str) -> RunState | None:
         """``finished``, ``failed``, ``damaged``, or None when nothing is stored."""
         state = self.inspect(suite, run).state
-        return None if state == "missing" else state
+        return None if state == RunState.MISSING else state
 
     def is_finished(self, suite: str, run: RunConfig | str) -> bool:
-        return self.inspect(suite, run).state == "finished"
+        return self.inspect(suite, run).state == RunState.FINISHED
 
     def runs(self, suite: str | None = None) -> list[Path]:
         """Folders of stored runs (finished, failed or damaged), of one suite or all."""
@@ -215,7 +217,6 @@ class RunStore:
               claim: Claim | None = None) -> Path:
         """Write one run atomically (temporary folder, flushed, then renamed into place). With
         ``claim``, the rename happens only while the claim is still held (else :class:`LostClaim`)."""
-        from benchmark.executors.interrupts import critical
 
         final = self.run_dir(suite, run)
         token = f"{WRITER}.{uuid.uuid4().hex[:8]}"
@@ -296,28 +297,28 @@ class RunStore:
         return removed
 
 
-def inspect_folder(folder: Path) -> RunState:
+def inspect_folder(folder: Path) -> StoredRun:
     """The state of one run folder (see the module doc)."""
     if not folder.is_dir():
-        return RunState(folder, "missing")
+        return StoredRun(folder, RunState.MISSING)
     try:
         metrics = read_json(folder / "metrics.json")
     except DamagedFile as exc:
-        return RunState(folder, "damaged", str(exc))
+        return StoredRun(folder, RunState.DAMAGED, str(exc))
     status = metrics.get("status")
-    if status not in ("finished", "failed"):
-        return RunState(folder, "damaged", f"{folder / 'metrics.json'} has no valid status (got {status!r})", metrics)
+    if status not in (RunState.FINISHED, RunState.FAILED):
+        return StoredRun(folder, RunState.DAMAGED, f"{folder / 'metrics.json'} has no valid status (got {status!r})", metrics)
     try:
         config = read_json(folder / "config.json")
     except DamagedFile as exc:
-        return RunState(folder, "damaged", str(exc), metrics)
+        return StoredRun(folder, RunState.DAMAGED, str(exc), metrics)
     if config.get("run_id") != folder.name:
-        return RunState(folder, "damaged", f"{folder / 'config.json'} is for run {config.get('run_id')!r}, "
+        return StoredRun(folder, RunState.DAMAGED, f"{folder / 'config.json'} is for run {config.get('run_id')!r}, "
                                            f"not {folder.name}", metrics, config)
     problem = _check_files(folder, metrics)
     if problem:
-        return RunState(folder, "damaged", problem, metrics, config)
-    return RunState(folder, status, "", metrics, config)
+        return StoredRun(folder, RunState.DAMAGED, problem, metrics, config)
+    return StoredRun(folder, RunState(status), "", metrics, config)
 
 
 def _check_files(folder: Path, metrics: dict) -> str:

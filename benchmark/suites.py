@@ -37,6 +37,10 @@ from pathlib import Path
 import yaml
 
 from benchmark.config import ConfigError, IncompatibleError, RunConfig, resolve, set_dotted, yaml_load
+from benchmark.plugins import load_file
+from core.results import MethodKind
+from datamodules.sources.image_sets import images_in_set
+from methods.registry import METHODS
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "experiment", "methods", "datasets", "seeds", "set", "grid", "notes", "plugins",
@@ -92,8 +96,6 @@ def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
 
 def _load_plugins(paths, suite_path: Path) -> list:
     """The suite's ``plugins:`` files (relative to the suite file), imported before expansion."""
-    from benchmark.plugins import load_file
-
     if paths is None:
         return []
     if isinstance(paths, str):
@@ -129,8 +131,6 @@ def _overlaps(a: str, b: str) -> bool:
 
 def _grid_values(key: str, values, dataset_source: str | None) -> list:
     if isinstance(values, dict) and "image_set" in values:
-        from datamodules.sources.image_sets import images_in_set
-
         return list(images_in_set(values["image_set"], dataset_source or "skimage"))
     return values if isinstance(values, list) else [values]
 
@@ -168,9 +168,8 @@ def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | Non
     Method × dataset pairs that cannot run together are left out and appended to
     ``skipped`` as ``(method, dataset, reason)``, once per distinct reason."""
     skipped = [] if skipped is None else skipped
-    from methods.registry import load_all
 
-    methods = load_all()
+    methods = METHODS
     seeds = raw.get("seeds", [0])
     fixed, grid = dict(raw.get("set") or {}), dict(raw.get("grid") or {})
     points = []  # (label, is_baseline, run of the file alone or None, final run)
@@ -189,7 +188,7 @@ def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | Non
             keys = list(grid)
             value_lists = [_grid_values(k, grid[k], source) for k in keys]
             spec = methods.get(names["method"])
-            is_baseline = spec is not None and spec.kind == "baseline"
+            is_baseline = spec is not None and spec.kind == MethodKind.BASELINE
             skip = (lambda key, cls=spec.config: _not_for_baselines(key, cls)) if is_baseline else (lambda key: False)
             for combo in itertools.product(*value_lists):
                 for seed in ([0] if is_baseline else seeds):

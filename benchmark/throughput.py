@@ -20,6 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmark.executors import Context, Job
+from benchmark.executors.ray_executor import RayExecutor
+from benchmark.suites import expand
+from core.results import RunState
+
 IMAGES = ["astronaut", "coffee", "camera", "chelsea", "rocket", "cat"]
 
 
@@ -43,8 +48,6 @@ class _Quiet:
 
 
 def grid(n_runs: int, steps: int, crop: int):
-    from benchmark.suites import expand
-
     seeds = list(range((n_runs + len(IMAGES) - 1) // len(IMAGES)))
     raw = {"methods": ["vanilla_dip"], "datasets": ["denoising"], "seeds": seeds,
            "set": {"dataset.crop": crop, "run.max_steps": steps, "run.save_images": False,
@@ -56,10 +59,6 @@ def grid(n_runs: int, steps: int, crop: int):
 def measure(workers: int, runs, results: Path) -> float:
     """Wall seconds for the grid with Ray given ``workers`` CPUs (Ray start-up excluded)."""
     import ray
-
-    from benchmark.executors import Context, Job
-    from benchmark.executors.ray_executor import RayExecutor
-
     ray.init(num_cpus=workers, num_gpus=0, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         reporter = _Quiet()
@@ -69,9 +68,9 @@ def measure(workers: int, runs, results: Path) -> float:
         elapsed = time.perf_counter() - start
     finally:
         ray.shutdown()
-    failed = [o for o in outcomes if o["status"] != "finished"]
+    failed = [o for o in outcomes if o.status != RunState.FINISHED]
     if failed:
-        raise SystemExit(f"{len(failed)} run(s) did not finish: {failed[0].get('error')}")
+        raise SystemExit(f"{len(failed)} run(s) did not finish: {failed[0].message}")
     return elapsed
 
 

@@ -27,7 +27,7 @@ The module owns everything else:
   noise) comes from one seeded generator per run: :meth:`randn_like`, :meth:`rand_like`,
   :attr:`generator`.
 * **No ground truth.** The module gets a :class:`~datamodules.task.Measurement`; scoring
-  is the metric callbacks' job (methods/callbacks.py).
+  is the metric callbacks' job (scoring/callbacks.py).
 * **Requirements.** :attr:`requires` / :meth:`requirements` name the task capabilities
   the method needs (``datamodules.registry.CAPABILITIES``); suites skip other pairs.
 """
@@ -41,11 +41,13 @@ from typing import Annotated, Literal
 import lightning as L
 import torch
 
+from core.results import MethodKind
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from datamodules.operators.base import hutchinson_frobenius_sq
-from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from datamodules.task import Measurement
 from methods.inputs import input_size, network_input
 from methods.networks import NetConfig, UNetConfig, build_network
+from methods.protocol import MethodProtocol
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam, "sgd": torch.optim.SGD, "lbfgs": torch.optim.LBFGS,
@@ -95,8 +97,8 @@ class ParamGroup:
     options: dict = field(default_factory=dict)
 
 
-class DIPModule(L.LightningModule):
-    requires: frozenset[str] = frozenset()  # task capabilities the method always needs
+class DIPModule(MethodProtocol, L.LightningModule):
+    kind = MethodKind.DIP
 
     @classmethod
     def requirements(cls, cfg: DIPConfig) -> set[str]:

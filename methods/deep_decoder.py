@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt
 from methods.base import DIPConfig, DIPModule
 from methods.networks.decoder import DeepDecoderConfig
 from methods.registry import register_method

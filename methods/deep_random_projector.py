@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt
 from methods.base import DIPConfig, DIPModule, ParamGroup
 from methods.dip_tv_joint import mean_tv
 from methods.networks import NetConfig, SkipNetConfig

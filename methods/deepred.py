@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import deepinv as dinv
 import torch
 
-from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from methods.base import DIPConfig, DIPModule
 from methods.denoisers import DenoiserConfig, NLMDenoiserConfig, build_denoiser
 from methods.registry import register_method

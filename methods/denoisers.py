@@ -41,7 +41,8 @@ import deepinv as dinv
 import numpy as np
 import torch
 
-from datamodules.schema import NonNegativeInt, PositiveFloat, PositiveInt, TaggedRegistry
+from core.registry import TaggedRegistry
+from core.schema import NonNegativeInt, PositiveFloat, PositiveInt
 
 DRUNET_WEIGHTS_HELP = (
     "download drunet_deepinv_gray_finetune_26k.pth (grey) or drunet_deepinv_color_finetune_22k.pth (colour) from "

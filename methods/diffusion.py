@@ -7,8 +7,8 @@ Plug-in point
 -------------
 Each method is registered (``python -m benchmark list`` shows it) with one option,
 ``method.checkpoint``: the local path of the pretrained weights (where to get them:
-:data:`WEIGHTS`). Without it the method requires the capability ``diffusion_weights``, which
-no task provides, so suites skip it with that reason (and constructing it directly raises
+:data:`WEIGHTS`). Without it the method's ``skip`` says so, so suites skip it with that
+reason (and constructing it directly raises
 :class:`MissingWeightsError` naming the option and the weights' source). With it, the method
 calls the sampler registered for its name::
 
@@ -27,17 +27,15 @@ setting; the run seed does not enter, ``sample_seed`` does).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from datamodules.schema import NonNegativeInt
+from core.registry import Registry
+from core.schema import NonNegativeInt
 from methods.baselines.base import Baseline
 from methods.registry import register_method
-
-WEIGHTS_CAPABILITY = "diffusion_weights"  # required while method.checkpoint is unset; no task provides it
 
 # where each method's pretrained weights come from (the papers' official repositories)
 WEIGHTS = {
@@ -52,7 +50,7 @@ WEIGHTS = {
                 "checkpoint of github.com/HJ-harry/MCG_diffusion (CT)",
 }
 
-SAMPLERS: dict[str, Callable] = {}
+SAMPLERS = Registry("diffusion sampler")  # method name -> fn(problem, checkpoint, cfg, generator) -> image
 
 
 def register_sampler(name: str):
@@ -61,11 +59,7 @@ def register_sampler(name: str):
     if name not in WEIGHTS:
         raise ValueError(f"no diffusion method {name!r}; valid: {', '.join(WEIGHTS)}")
 
-    def decorator(fn):
-        SAMPLERS[name] = fn
-        return fn
-
-    return decorator
+    return SAMPLERS.register(name, description=f"sampler of {name}")
 
 
 class MissingWeightsError(ValueError):
@@ -95,8 +89,10 @@ class DiffusionMethod(Baseline):
     checkpoint; refuses to run without one."""
 
     @classmethod
-    def requirements(cls, cfg: DiffusionConfig) -> set[str]:
-        return set(cls.requires) | ({WEIGHTS_CAPABILITY} if cfg.checkpoint is None else set())
+    def skip(cls, cfg: DiffusionConfig, task) -> str | None:
+        if cfg.checkpoint is None:
+            return missing_weights_message(cls.method_name)
+        return super().skip(cfg, task)
 
     def __init__(self, cfg: DiffusionConfig, problem, oracle=None):
         super().__init__(cfg, problem, oracle)
@@ -110,7 +106,7 @@ class DiffusionMethod(Baseline):
                                       f"@methods.diffusion.register_sampler({name!r}) in a plugin file "
                                       "(--plugins file.py); see methods/diffusion.py")
         generator = torch.Generator().manual_seed(self.cfg.sample_seed)
-        x = SAMPLERS[name](self.problem, str(Path(self.cfg.checkpoint).expanduser()), self.cfg, generator)
+        x = SAMPLERS[name].target(self.problem, str(Path(self.cfg.checkpoint).expanduser()), self.cfg, generator)
         if tuple(x.shape) != (1, *self.problem.x_shape):
             raise ValueError(f"the {name} sampler returned shape {tuple(x.shape)}; the task's images are "
                              f"(1, {', '.join(map(str, self.problem.x_shape))})")

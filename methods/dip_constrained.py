@@ -7,10 +7,10 @@ from typing import Literal
 
 import torch
 
-from datamodules.schema import NonNegativeFloat, PositiveFloat
+from core.schema import NonNegativeFloat, PositiveFloat
 from methods.dip_wtv_admm import DIPWTVADMM, DIPWTVADMMConfig, nabla
-from methods.noise import estimate_noise_sigma, task_noise_sigma
 from methods.registry import register_method
+from scoring.noise import estimate_noise_sigma, task_noise_sigma
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import deepinv as dinv
 import torch
 
-from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from methods.base import DIPConfig, DIPModule
 from methods.denoisers import BM3DDenoiserConfig, DenoiserConfig, build_denoiser
 from methods.registry import register_method

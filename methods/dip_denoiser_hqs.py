@@ -9,7 +9,7 @@ import deepinv as dinv
 import numpy as np
 import torch
 
-from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from methods.base import DIPConfig, DIPModule
 from methods.denoisers import BM3DDenoiserConfig, DenoiserConfig, build_denoiser
 from methods.registry import register_method

@@ -8,7 +8,7 @@ from typing import Literal
 import deepinv as dinv
 import torch
 
-from datamodules.schema import PositiveFloat, PositiveInt
+from core.schema import PositiveFloat, PositiveInt
 from methods.base import DIPConfig, DIPModule
 from methods.registry import register_method
 

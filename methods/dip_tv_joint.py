@@ -7,7 +7,7 @@ from typing import Literal
 import deepinv as dinv
 import torch
 
-from datamodules.schema import NonNegativeFloat, PositiveFloat
+from core.schema import NonNegativeFloat, PositiveFloat
 from methods.base import DIPConfig, DIPModule
 from methods.registry import register_method
 

@@ -12,7 +12,7 @@ import torch
 from torch.distributions import Bernoulli, kl_divergence
 from torch.nn.utils import parametrize
 
-from datamodules.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
+from core.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from methods.base import DIPConfig, DIPModule, ParamGroup, Stage
 from methods.registry import register_method
 

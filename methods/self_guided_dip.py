@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import torch
 
-from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from methods.base import DIPConfig, DIPModule
 from methods.registry import register_method
 

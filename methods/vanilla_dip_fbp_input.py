@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from datamodules.schema import PositiveFloat
+from core.schema import PositiveFloat
 from methods.base import DIPConfig, DIPModule
 from methods.registry import register_method
 

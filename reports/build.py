@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import keys
+from core.results import RunState
 from reports.collect import add_labels, load_runs
 from reports.figures import mean_psnr_curves, psnr_curves, reconstruction_panel, residual_curves
 from reports.leaderboard import write_leaderboard
@@ -16,6 +18,7 @@ from reports.tables import (
     per_run_table,
     summary_table,
 )
+from scoring.stopping import STOPPING_RULES
 
 PAPER_TABLES = {"B-T2": Path(__file__).parent / "paper" / "survey_b_table2.csv"}  # numbers of Survey B Table 2
 
@@ -41,7 +44,7 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         metric = "; ".join(sorted(suite_runs["metric"].dropna().unique()))
         table = summary_table(suite_runs)
         no_gt = no_ground_truth_table(suite_runs)  # runs without ground truth: no PSNR rows (docs/conventions.md §11)
-        failed = suite_runs[suite_runs["status"] != "finished"]
+        failed = suite_runs[suite_runs["status"] != RunState.FINISHED]
         md = [f"# Suite `{suite}`", "", f"Data: {provenance}.", "", f"Metric: {metric}.", ""]
         if len(table) or not len(no_gt):
             md += ["PSNR in dB, mean ± std over images and seeds; iterations are medians. "
@@ -99,9 +102,6 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
 
 
 def _es_legend(runs: pd.DataFrame) -> str:
-    from methods import keys
-    from methods.stopping import STOPPING_RULES
-
     rules = keys.es_rules(runs.columns)
     if not rules:
         return ""

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.store import RunStore
+from benchmark.store import RunStore, inspect_folder
+from core import keys
+from core.results import MethodKind
 
 AGGREGATED = {"dataset.image", "run.seed"}  # averaged over in summary tables
 
@@ -27,13 +29,11 @@ def load_runs(results: Path, suite: str | None = None) -> pd.DataFrame:
     file whose checksum differs) are left out, each named on stderr with what is wrong, and
     listed in ``.attrs["damaged"]`` as ``(suite, path, problem)``; the other runs load as usual.
     Non-finite numbers are stored as null and come back as NaN."""
-    from benchmark.store import inspect_folder
-
     rows, damaged = [], []
     store = RunStore(results)
     for run_dir in store.runs(suite):
         state = inspect_folder(run_dir)
-        if state.state != "finished" and state.state != "failed":
+        if not state.state.stored:
             damaged.append((run_dir.parent.name, str(run_dir), state.problem))
             print(f"warning: skipping damaged run folder {run_dir}: {state.problem} "
                   "(`python -m benchmark run` reruns it)", file=sys.stderr)
@@ -53,8 +53,21 @@ def load_runs(results: Path, suite: str | None = None) -> pd.DataFrame:
         row["suite_experiment"] = ",".join([experiment] if isinstance(experiment, str) else experiment)
         row["paper_method"] = paper_method_name(row)
         rows.append(row)
-    runs = pd.DataFrame(rows)
+    runs = add_gaps(pd.DataFrame(rows))
     runs.attrs["damaged"] = damaged
+    return runs
+
+
+def add_gaps(runs: pd.DataFrame) -> pd.DataFrame:
+    """``es.<rule>.gap_db`` = oracle peak PSNR − the rule's pick PSNR, for every stopping rule
+    among the columns (NaN where either is missing)."""
+    if keys.PEAK_PSNR not in runs:
+        return runs
+    for rule in keys.es_rules(runs.columns):
+        pick = keys.es(rule, "psnr")
+        if pick in runs:
+            runs[keys.es(rule, "gap_db")] = pd.to_numeric(runs[keys.PEAK_PSNR], errors="coerce") - pd.to_numeric(
+                runs[pick], errors="coerce")
     return runs
 
 
@@ -70,7 +83,7 @@ def paper_method_name(row: dict) -> str:
 
 def varying_keys(runs: pd.DataFrame, prefix: str) -> list[str]:
     """Config keys under ``prefix`` that take more than one value among DIP runs."""
-    dip = runs[runs["kind"] == "dip"] if "kind" in runs else runs
+    dip = runs[runs["kind"] == MethodKind.DIP] if "kind" in runs else runs
     keys = [c for c in runs.columns if c.startswith(prefix) and c not in AGGREGATED and not c.endswith(".name")]
     return [k for k in keys if dip[k].astype(str).nunique() > 1]
 
@@ -80,7 +93,7 @@ def add_labels(runs: pd.DataFrame) -> pd.DataFrame:
     dataset + the dataset settings that vary between its runs, images and seeds excluded)."""
     runs = runs.copy()
     runs["method_label"] = runs["method.name"]
-    for _, group in runs[runs["kind"] == "dip"].groupby("method.name"):  # settings that vary between its own runs
+    for _, group in runs[runs["kind"] == MethodKind.DIP].groupby("method.name"):  # settings that vary between its own runs
         mkeys = varying_keys(group, "method.")
         runs.loc[group.index, "method_label"] = group.apply(
             lambda r: r["method.name"] + (f" ({', '.join(parts)})" if (parts := [

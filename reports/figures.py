@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from methods import keys  # noqa: E402
+from core import keys  # noqa: E402
+from core.results import MethodKind, RunState  # noqa: E402
 from reports.collect import load_trace  # noqa: E402
 from reports.tables import has_ground_truth, primary_rule  # noqa: E402
 
@@ -51,10 +52,10 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     """One panel per (setting, image); a line per DIP run (colour = method); markers
     at each run's peak, early-stop pick and final iterate; baselines as dashed lines. Only
     runs with a ground truth (the others have no PSNR: see :func:`residual_curves`)."""
-    done = runs[runs["status"] == "finished"]
+    done = runs[runs["status"] == RunState.FINISHED]
     done = done[has_ground_truth(done)]  # DIP runs and baselines (drawn as dashed lines)
     traces = []
-    for r, t in _dip_psnr_traces(done[done["kind"] == "dip"]):
+    for r, t in _dip_psnr_traces(done[done["kind"] == MethodKind.DIP]):
         named = [c for c in t.columns if c.startswith("psnr_") and c != "psnr_ema"]  # named iterates (u, …)
         for column in ["psnr", *named]:
             part = t[["step", column]].dropna().rename(columns={column: "psnr"})
@@ -75,7 +76,7 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
         in_panel = done.assign(panel=done["setting"] + " | " + done["image"].astype(str))
         in_panel = in_panel[in_panel["panel"] == panel]
         for _, r in in_panel.iterrows():
-            if r["kind"] == "baseline":
+            if r["kind"] == MethodKind.BASELINE:
                 ax.axhline(r["final_psnr"], ls="--", lw=0.8, color="grey")
                 ax.annotate(r["method_label"], (ax.get_xlim()[0], r["final_psnr"]), fontsize=6, color="grey", va="bottom")
                 continue
@@ -94,7 +95,7 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
 def mean_psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     """Mean ± sd PSNR over images and seeds vs iteration, one line per method, one panel per
     setting (Survey A Fig. 6); only drawn when some method has runs on two or more images."""
-    done = runs[(runs["status"] == "finished") & (runs["kind"] == "dip")]
+    done = runs[(runs["status"] == RunState.FINISHED) & (runs["kind"] == MethodKind.DIP)]
     done = done[has_ground_truth(done)]
     if done.empty or done.groupby(["setting", "method_label"])["image"].nunique().max() < 2:
         return None
@@ -122,8 +123,8 @@ def residual_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     """Data residual ‖Ax − y‖₂ vs iteration (log scale), one panel per (setting, image), a
     line per DIP run, with its early-stop pick (●, the primary rule) and final iterate (■)
     marked and baselines' residuals dashed. Needs no ground truth."""
-    done = runs[runs["status"] == "finished"]
-    dip = done[done["kind"] == "dip"]
+    done = runs[runs["status"] == RunState.FINISHED]
+    dip = done[done["kind"] == MethodKind.DIP]
     traces = []
     for _, r in dip.iterrows():
         t = load_trace(r["path"])
@@ -147,7 +148,7 @@ def residual_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     in_panel = done.assign(panel=done["setting"] + " | " + done["image"].astype(str))
     for panel, ax in zip(panels, grid.axes.flat):
         for _, r in in_panel[in_panel["panel"] == panel].iterrows():
-            if r["kind"] == "baseline":
+            if r["kind"] == MethodKind.BASELINE:
                 if pd.notna(r.get(keys.FINAL_RESIDUAL)):
                     ax.axhline(r[keys.FINAL_RESIDUAL], ls="--", lw=0.8, color="grey")
                     ax.annotate(r["method_label"], (ax.get_xlim()[0], r[keys.FINAL_RESIDUAL]), fontsize=6, color="grey",
@@ -181,14 +182,14 @@ def reconstruction_panel(runs: pd.DataFrame, title: str, out: Path) -> Path | No
     """GT, degraded and each DIP method's peak / early-stopped / final image (first seed).
     Runs without a ground truth have no GT and no peak image (their cells say so; the
     columns are left out if no run has them)."""
-    done = runs[(runs["status"] == "finished") & (runs["kind"] == "dip")]
+    done = runs[(runs["status"] == RunState.FINISHED) & (runs["kind"] == MethodKind.DIP)]
     if done.empty:
         return None
     first = done.sort_values("run.seed").groupby(["setting", "image", "method_label"], sort=False).head(1)
     rule = primary_rule(done)
     with_gt = has_ground_truth(first)
     columns = ["gt", "degraded", "peak", "early_stopped", "final"] if with_gt.any() else ["degraded", "early_stopped", "final"]
-    stored = {"early_stopped": f"es_{rule}"}  # image names in images.npz
+    stored = {"early_stopped": keys.es_image(rule)}  # image names in images.npz
     fig, axes = plt.subplots(len(first), len(columns), figsize=(2.0 * len(columns), 2.1 * len(first)), squeeze=False)
     for row_axes, (_, r) in zip(axes, first.iterrows()):
         path = Path(r["path"]) / "images.npz"

@@ -12,7 +12,7 @@ config, or any ``es.<rule>.*`` metric). Per (method, task, rule):
   (``es.<rule>.stop_step`` empty), including those without a pick; a rule that never fired
   still reports its best candidate at the end of the budget, which is what the dB columns use.
 
-Rules: methods/stopping.py and docs/conventions.md §8.
+Rules: scoring/stopping.py and docs/conventions.md §8.
 """
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from methods import keys
+from core import keys
+from core.results import MethodKind, RunState
+from scoring.stopping import STOPPING_RULES
 
 GROUP = ["method", "task", "rule"]
 TITLES = {"method": "Method", "task": "Task", "rule": "Rule", "runs": "Runs", "db_lost_mean": "dB lost (mean)",
@@ -40,9 +42,9 @@ def rule_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     step, peak step, dB lost and the pick's position relative to the peak."""
     done = runs
     if "status" in done:
-        done = done[done["status"] == "finished"]
+        done = done[done["status"] == RunState.FINISHED]
     if "kind" in done:
-        done = done[done["kind"] == "dip"]
+        done = done[done["kind"] == MethodKind.DIP]
     if keys.PEAK_STEP not in done or keys.PEAK_PSNR not in done:
         return pd.DataFrame(columns=[*GROUP, "suite", "step", "stop_step", "peak_step", "db_lost", "position"])
     peak = pd.to_numeric(done[keys.PEAK_PSNR], errors="coerce")
@@ -102,8 +104,6 @@ def write_leaderboard(runs: pd.DataFrame, out: Path) -> list[Path]:
         return []
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "leaderboard.csv", index=False)
-    from methods.stopping import STOPPING_RULES
-
     suites = ", ".join(f"`{s}`" for s in sorted(rule_outcomes(runs)["suite"].dropna().unique()))
     legend = [f"- `{r}`: {STOPPING_RULES[r].description} ({STOPPING_RULES[r].paper})" if r in STOPPING_RULES
               else f"- `{r}`" for r in dict.fromkeys(table["rule"])]

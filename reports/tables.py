@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from methods import keys
+from core import keys
+from core.results import RunState
 
 
 def has_ground_truth(runs: pd.DataFrame) -> pd.Series:
@@ -61,7 +62,7 @@ def summary_table(runs: pd.DataFrame, by_image: bool = False) -> pd.DataFrame:
     """One row per (setting, method) — or per (setting, image, method) with
     ``by_image`` — PSNRs as mean ± std over the rest (seeds, images), iterations as medians.
     Runs without a ground truth are left out (see :func:`no_ground_truth_table`)."""
-    done = scored(runs[runs["status"] == "finished"])
+    done = scored(runs[runs["status"] == RunState.FINISHED])
     keys = ["setting", "image", "method_label"] if by_image else ["setting", "method_label"]
     rows = []
     for group_key, group in done.groupby(keys, sort=False):
@@ -106,7 +107,7 @@ def no_ground_truth_table(runs: pd.DataFrame, by_image: bool = False) -> pd.Data
     """Finished runs without a ground truth, one row per (setting, method) — or per
     (setting, image, method): each stopping rule's pick and stop iterations (medians), the
     data residual ‖Ax − y‖ of its pick and of the final iterate and the final loss (mean ± std)."""
-    done = runs[(runs["status"] == "finished") & ~has_ground_truth(runs)]
+    done = runs[(runs["status"] == RunState.FINISHED) & ~has_ground_truth(runs)]
     group_keys = ["setting", "image", "method_label"] if by_image else ["setting", "method_label"]
     rows = []
     for group_key, group in done.groupby(group_keys, sort=False):
@@ -144,7 +145,7 @@ def paper_comparison(summary_runs: pd.DataFrame, paper: pd.DataFrame) -> pd.Data
     """Ours (mean over runs) next to the paper's numbers for the methods both have:
     per metric the paper value, ours, and ours − paper. Our ES is Survey B's Algorithm 2
     (the ``running_variance`` rule), as in the paper."""
-    done = scored(summary_runs[summary_runs["status"] == "finished"])
+    done = scored(summary_runs[summary_runs["status"] == RunState.FINISHED])
     rule = primary_rule(done) or "running_variance"
     wanted = {keys.PEAK_PSNR: "peak_psnr", keys.PEAK_STEP: "peak_iter", keys.es(rule, "psnr"): "es_psnr",
               keys.es(rule, "step"): "es_iter", keys.FINAL_PSNR: "final_psnr"}

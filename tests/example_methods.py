@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import deepinv as dinv
 import torch
 
-from datamodules.schema import NonNegativeFloat, PositiveFloat, PositiveInt
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt
 from methods.base import DIPConfig, DIPModule, ParamGroup, Stage
 from methods.registry import METHODS, register_method
 

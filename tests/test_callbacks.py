@@ -4,8 +4,8 @@ import torch
 
 from datamodules.operators import Identity
 from datamodules.task import ImageMetric, Task
-from methods.callbacks import EMAOutput, OracleBest, StepOutput
-from methods.stopping import RunningVarianceConfig, RunningVarianceES
+from scoring.callbacks import EMAOutput, OracleBest, StepOutput
+from scoring.stopping import RunningVarianceConfig, RunningVarianceES
 
 
 def _task(gt):

@@ -7,7 +7,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.config import ConfigError, check_compatible_sizes, from_dict, parse_value, resolve
 from benchmark.suites import load_suite
-from datamodules.schema import PositiveInt, Probability, Range
+from core.schema import PositiveInt, Probability, Range
 from methods.networks import NetConfig, SkipNetConfig, UNetConfig
 
 

@@ -19,8 +19,8 @@ DENOISING = {"name": "denoising", "crop": 16}
 @pytest.mark.parametrize("name", NAMES)
 def test_without_a_checkpoint_suites_skip_it_and_building_it_names_the_option_and_the_weights(name):
     spec = load_all()[name]
-    assert spec.kind == "baseline" and diffusion.WEIGHTS_CAPABILITY in spec.requirements(spec.config())
-    with pytest.raises(IncompatibleError, match=diffusion.WEIGHTS_CAPABILITY):
+    assert spec.kind == "baseline" and "method.checkpoint" in spec.cls.skip(spec.config(), None)
+    with pytest.raises(IncompatibleError, match="needs pretrained diffusion weights"):
         resolve({"method": {"name": name}, "dataset": DENOISING})
     task = build_task(resolve({"method": {"name": "degraded"}, "dataset": DENOISING}))
     with pytest.raises(diffusion.MissingWeightsError) as err:
@@ -40,7 +40,7 @@ def test_with_a_checkpoint_the_registered_sampler_runs_and_without_one_the_error
     run = resolve({"method": {"name": "dps", "checkpoint": str(checkpoint), "options": {"steps": 3}},
                    "dataset": DENOISING})  # with weights nothing is missing: no skip
     spec, task = load_all()["dps"], build_task(run)
-    monkeypatch.setattr(diffusion, "SAMPLERS", {})
+    monkeypatch.setattr(diffusion.SAMPLERS, "entries", {})
     with pytest.raises(NotImplementedError, match=r"register_sampler\('dps'\)"):
         spec.cls(run.method_cfg, task.measurement()).reconstruct()
 

@@ -12,9 +12,9 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import resolve
-from benchmark.guards import Diverged, DivergenceGuard
 from benchmark.runner import execute
 from benchmark.store import RunStore, inspect_folder
+from scoring.guards import Diverged, DivergenceGuard
 from tests.grid_helpers import NET, fingerprints, suite_file
 
 

@@ -25,7 +25,7 @@ from datamodules.registry import DATASETS
 from datamodules.registry import load_all as load_datasets
 from methods.registry import METHODS
 from methods.registry import load_all as load_methods
-from methods.stopping import STOPPING_RULES
+from scoring.stopping import STOPPING_RULES
 
 PLUGIN = textwrap.dedent('''
     from dataclasses import dataclass

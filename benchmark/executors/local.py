@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from benchmark.executors.worker import run_one
+from core.results import Outcome
 
 
 class LocalExecutor:
     name = "local"
 
-    def execute(self, jobs, ctx) -> list[dict]:
+    def execute(self, jobs, ctx) -> list[Outcome]:
         outcomes = []
         for job in jobs:
             ctx.reporter.started(job)

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import sys
 
+from benchmark.executors.plan import record_lost_run
 from benchmark.executors.worker import run_one
+from benchmark.store import RunStore
+from core.results import Outcome, RunState
 
 POLL_S = 0.5
 
@@ -52,7 +55,7 @@ class RayExecutor:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         return {"num_gpus": float(gpus), "num_cpus": float(self.cpus_per_run or 1)}
 
-    def execute(self, jobs, ctx) -> list[dict]:
+    def execute(self, jobs, ctx) -> list[Outcome]:
         import ray
 
         started_here = self._start()
@@ -82,19 +85,16 @@ class RayExecutor:
             if started_here:
                 ray.shutdown()
 
-    def _result(self, ray, ref, job, ctx) -> dict:
-        from benchmark.executors import record_lost_run
-        from benchmark.store import RunStore
-
+    def _result(self, ray, ref, job, ctx) -> Outcome:
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # run_one itself raised (the store could not be written, …)
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            return {"run_id": job.run_id, "status": "failed", "error": f"{type(cause).__name__}: {cause}"}
+            return Outcome(job.run_id, RunState.FAILED, error=f"{type(cause).__name__}: {cause}")
         except ray.exceptions.RayError as exc:  # the worker died (OOM kill, node lost) after Ray's retries
             kind = "out_of_memory" if isinstance(exc, ray.exceptions.OutOfMemoryError) else "worker_died"
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             stored = record_lost_run(RunStore(ctx.results), ctx.suite, job.run, error, kind, self.name)
             if not stored:
                 print(f"run {job.run_id}: {error} (not stored: another process holds or stored it)", file=sys.stderr)
-            return {"run_id": job.run_id, "status": "failed", "error": error}
+            return Outcome(job.run_id, RunState.FAILED, error=error)

@@ -17,7 +17,10 @@ import sys
 import time
 
 from benchmark.config import ConfigError
+from benchmark.executors.plan import record_lost_run
 from benchmark.executors.worker import run_one
+from benchmark.store import RunStore
+from core.results import Outcome, RunState
 
 POLL_S = 1.0
 
@@ -59,7 +62,7 @@ class SlurmExecutor:
         ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
         return ex
 
-    def execute(self, jobs, ctx) -> list[dict]:
+    def execute(self, jobs, ctx) -> list[Outcome]:
         from pathlib import Path
 
         folder = Path(ctx.results) / ctx.suite / ".slurm" / "%j"
@@ -96,13 +99,10 @@ class SlurmExecutor:
             raise
         return outcomes
 
-    def _result(self, sjob, job, ctx) -> dict:
-        from benchmark.executors import record_lost_run
-        from benchmark.store import RunStore
-
+    def _result(self, sjob, job, ctx) -> Outcome:
         try:
             return sjob.result()
         except Exception as exc:  # the task died (time limit, node failure, OOM kill) or run_one raised
             error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
             record_lost_run(RunStore(ctx.results), ctx.suite, job.run, error, "worker_died", self.name)
-            return {"run_id": job.run_id, "status": "failed", "error": error}
+            return Outcome(job.run_id, RunState.FAILED, error=error)

@@ -14,15 +14,23 @@ import time
 
 from lightning.pytorch.callbacks import Callback
 
-REDO_CHOICES = ("finished", "failed")
+from benchmark import plugins
+from benchmark.config import resolve
+from benchmark.locks import Claim, try_claim
+from benchmark.quiet import quiet_lightning
+from benchmark.runner import execute
+from benchmark.store import LostClaim, RunStore
+from core.results import Outcome, RunState
+
+REDO_CHOICES = (RunState.FINISHED, RunState.FAILED)
 
 
 def needs_run(state, redo: tuple[str, ...] | list[str], not_before: float) -> bool:
-    """Whether a run in stored ``state`` (benchmark.store.RunState) must run: missing or damaged
+    """Whether a run in stored ``state`` (benchmark.store.StoredRun) must run: missing or damaged
     runs always; a finished / failed one only if its state is in ``redo`` and it was stored
     before ``not_before`` (the start of the invocation asking, so two ``--force`` invocations do
     not redo each other's fresh results)."""
-    if state.state in ("missing", "damaged"):
+    if state.state in (RunState.MISSING, RunState.DAMAGED):
         return True
     return state.state in redo and state.ended_at < not_before
 
@@ -41,48 +49,34 @@ class ClaimProgress(Callback):
 
 
 def run_one(config: dict, suite: str, results: str, redo=(), not_before: float = float("inf"),
-            executor: str = "local", extra_callbacks=(), plugin_files=()) -> dict:
-    """Claim, execute and store one run; returns ``{"run_id", "status", ...}`` where status is
-    ``finished``, ``failed`` or ``skipped`` (with ``reason``: held by another process, or
-    stored meanwhile). ``plugin_files`` (``--plugins``) are imported first, as in the
-    orchestrator."""
-    from benchmark.config import resolve
-    from benchmark.locks import Claim, try_claim
-    from benchmark.runner import execute
-    from benchmark.store import LostClaim, RunStore
-
-    _quiet()
-    if plugin_files:
-        from benchmark import plugins
-
-        plugins.load_files(plugin_files)
+            executor: str = "local", extra_callbacks=(), plugin_files=()) -> Outcome:
+    """Claim, execute and store one run; the outcome is finished, failed or skipped (with the
+    reason: held by another process, or stored meanwhile). The plugins (installed ones and
+    ``plugin_files``, i.e. ``--plugins``) are loaded first, as in the orchestrator."""
+    quiet_lightning()
+    plugins.load_all(plugin_files)
     run = resolve({k: config[k] for k in ("method", "dataset", "run")})
     expected = config.get("run_id", run.run_id)
     if run.run_id != expected:
-        return {"run_id": expected, "status": "failed", "error": f"the config resolves to run id {run.run_id} in this "
-                f"process, not {expected}: the code here differs from the orchestrator's (install the same version)"}
+        return Outcome(expected, RunState.FAILED, error=f"the config resolves to run id {run.run_id} in this process, "
+                       f"not {expected}: the code here differs from the orchestrator's (install the same version)")
     store = RunStore(results)
     suite_dir = store.suite_dir(suite)
     if not needs_run(store.inspect(suite, run), redo, not_before):
-        return {"run_id": run.run_id, "status": "skipped", "reason": "already stored by another invocation"}
+        return Outcome(run.run_id, RunState.SKIPPED, reason="already stored by another invocation")
     claim = try_claim(suite_dir, run.run_id, executor)
     if not isinstance(claim, Claim):
-        return {"run_id": run.run_id, "status": "skipped", "reason": f"being run by {claim.describe()}"}
+        return Outcome(run.run_id, RunState.SKIPPED, reason=f"being run by {claim.describe()}")
     try:
         if not needs_run(store.inspect(suite, run), redo, not_before):
-            return {"run_id": run.run_id, "status": "skipped", "reason": "already stored by another invocation"}
+            return Outcome(run.run_id, RunState.SKIPPED, reason="already stored by another invocation")
         claim.report_progress(0, run.run.max_steps)
         progress = ClaimProgress(claim, run.run.max_steps)
         metrics = execute(run, suite, store, extra_callbacks=[progress, *extra_callbacks], claim=claim,
                           placement={"executor": executor})
     except LostClaim as exc:  # this process was frozen past its lease and another one took the run over
-        return {"run_id": run.run_id, "status": "skipped", "reason": str(exc)}
+        return Outcome(run.run_id, RunState.SKIPPED, reason=str(exc))
     finally:
         claim.release()
-    return {"run_id": run.run_id, "status": metrics["status"], "metrics": metrics}
+    return Outcome(run.run_id, RunState(metrics["status"]), metrics=metrics)
 
-
-def _quiet() -> None:
-    from benchmark.cli import _quiet_lightning
-
-    _quiet_lightning()

@@ -26,6 +26,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.registry import Registry
+from core.schema import coerce
 from datamodules.sources.measurement_files import (
     MeasurementFileError,
     files_of,
@@ -84,8 +86,6 @@ class MeasurementFileConfig:
 
     def _apply_settings(self) -> None:
         """Fill unset keys from the settings YAML; a key set both ways must agree."""
-        from benchmark.config import _coerce
-
         if self.settings is None:
             beside = sidecar_path(self.file)
             if not beside.is_file():
@@ -101,7 +101,7 @@ class MeasurementFileConfig:
             if key not in fields or key in ("file", "settings", "sha256"):
                 valid = ", ".join(k for k in fields if k not in ("file", "settings", "sha256"))
                 raise MeasurementFileError(f"{path}: unknown key {key!r}; valid keys: {valid}")
-            value = _coerce(raw, hints[key], f"{path}: {key}")
+            value = coerce(raw, hints[key], f"{path}: {key}")
             if key in self.PATH_KEYS and value is not None:
                 value = absolute_path(value, path.parent)
             current = getattr(self, key)
@@ -121,15 +121,12 @@ def absolute_path(spec: str, base: Path | None = None) -> str:
     return str(path.resolve()) + (f"#{name}" if name else "")
 
 
-LOADERS: dict[type, typing.Callable] = {}  # config class -> function reading and checking its files
+LOADERS = Registry("measurement-file loader")  # config class name -> the function reading its files
 
 
 def register_loader(config: type):
     """Declare the function that reads and checks the files of ``config`` (one per task file)."""
-    def decorator(fn):
-        LOADERS[config] = fn
-        return fn
-    return decorator
+    return LOADERS.register(config.__name__, config)
 
 
 _CACHE: OrderedDict = OrderedDict()  # loaded files, keyed by the config and the files' (mtime, size)
@@ -146,7 +143,7 @@ def load(cfg: MeasurementFileConfig):
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    loaded = LOADERS[type(cfg)](cfg)  # registered by each measurement task file
+    loaded = LOADERS[type(cfg).__name__].target(cfg)  # registered by each measurement task file
     data_files = files[: len(files) - (1 if cfg.settings else 0)]  # the settings' values are in the config itself
     loaded.sha256 = files_sha256([p for p in data_files if p.is_file()])
     _CACHE[key] = loaded

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.yamlio import yaml_load
+
 ARRAY_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".cfl", ".hdr")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -217,8 +219,6 @@ def sidecar_path(spec: str | Path) -> Path:
 
 def read_sidecar(path: Path) -> dict:
     """The mapping of dataset settings in a YAML file; path values are relative to its folder."""
-    from benchmark.config import yaml_load
-
     try:
         data = yaml_load(Path(path).read_text())
     except Exception as exc:

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
-from datamodules.schema import NonNegativeInt, PositiveFloat, PositiveInt, Range
+from core.schema import NonNegativeInt, PositiveFloat, PositiveInt, Range
 from datamodules.sources.paths import MissingDataError
 
 GT_256_FILE = "walnut_gt_256_float32.npy"

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.schema import ImageSize, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from datamodules.operators.ct import CTOperator, fan_geometry, fbp_image, parallel_geometry
 from datamodules.operators.sparse import SparseMatrixOperator
 from datamodules.registry import register_dataset
-from datamodules.schema import ImageSize, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from datamodules.sources import walnut as walnut_src
 from datamodules.sources.dicom import hu_to_unit, load_ct_slice
 from datamodules.sources.paths import find_data_root

@@ -10,9 +10,9 @@ from typing import Literal
 import deepinv as dinv
 import torch
 
+from core.schema import ImageSize, NonNegativeFloat, NonNegativeInt, Probability
 from datamodules.operators import Identity
 from datamodules.registry import register_dataset
-from datamodules.schema import ImageSize, NonNegativeFloat, NonNegativeInt, Probability
 from datamodules.sources.images import _to_tensor, crop, load_image, to_grayscale
 from datamodules.task import ImageMetric, Task
 

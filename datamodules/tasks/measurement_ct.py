@@ -11,8 +11,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from core.schema import ImageSize, NonNegativeFloat, PositiveFloat, PositiveInt
 from datamodules.registry import register_dataset
-from datamodules.schema import ImageSize, NonNegativeFloat, PositiveFloat, PositiveInt
 from datamodules.sources.measurement_config import (
     GT_NAMES,
     SINOGRAM_NAMES,

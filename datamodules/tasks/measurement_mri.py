@@ -10,8 +10,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from core.schema import NonNegativeFloat
 from datamodules.registry import register_dataset
-from datamodules.schema import NonNegativeFloat
 from datamodules.sources.measurement_config import (
     GT_NAMES,
     KSPACE_NAMES,

@@ -31,9 +31,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from core.schema import ImageSize, NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
 from datamodules.operators.mri import MultiCoilMRI, magnitude, sense_least_squares
 from datamodules.registry import register_dataset
-from datamodules.schema import ImageSize, NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
 from datamodules.sources.paths import find_data_root
 from datamodules.task import ImageMetric, Task
 

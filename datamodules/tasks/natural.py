@@ -14,11 +14,11 @@ from typing import Annotated, Literal
 
 import torch
 
+from core.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from datamodules.operators.blur import BlurOperator, make_kernel
 from datamodules.operators.inpainting import MaskOperator, make_mask
 from datamodules.operators.nonlinear_blur import LearnedBlur, NonlinearBlur
 from datamodules.registry import register_dataset
-from datamodules.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from datamodules.task import ImageMetric, Task
 from datamodules.tasks.denoising import NaturalImageConfig, gaussian_noise, natural_image, reference_image, with_reference
 

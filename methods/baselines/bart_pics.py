@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from datamodules.schema import NonNegativeFloat, PositiveInt
-from datamodules.sources.bart_io import run_bart, to_bart
+from core.schema import NonNegativeFloat, PositiveInt
+from datamodules.sources.bart_io import BART_HOW_TO_INSTALL, bart_executable, run_bart, to_bart
 from methods.baselines.base import Baseline
 from methods.registry import register_method
 
@@ -25,6 +25,12 @@ class BartPicsConfig:
                  "Lustig et al. 2007; BART", smoke_config={"iterations": 5})
 class BartPics(Baseline):
     requires = frozenset({"mri_multicoil"})
+
+    @classmethod
+    def skip(cls, cfg: BartPicsConfig, task) -> str | None:
+        if bart_executable() is None:
+            return f"bart_pics needs the BART binary, which is not installed here: {BART_HOW_TO_INSTALL}"
+        return super().skip(cfg, task)
 
     def reconstruct(self):
         physics = self.problem.physics

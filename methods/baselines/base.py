@@ -5,10 +5,12 @@ from collections.abc import Callable
 
 import torch
 
+from core.results import MethodKind
 from datamodules.task import Measurement
+from methods.protocol import MethodProtocol
 
 
-class Baseline:
+class Baseline(MethodProtocol):
     """A reconstruction without a network. ``reconstruct`` returns the image in the
     task's reconstruction space, shape ``(1, *problem.x_shape)``. Like DIP methods it sees
     the measurement only; ``oracle(x)`` scores an image against the ground truth, for
@@ -16,12 +18,8 @@ class Baseline:
     says so in ``info``. Iterative baselines may return a trace (rows ``{"step", "loss",
     "psnr"}``) via ``self.trace``."""
 
+    kind = MethodKind.BASELINE
     method_name: str = "baseline"
-    requires: frozenset[str] = frozenset()  # task capabilities needed (datamodules.registry.CAPABILITIES)
-
-    @classmethod
-    def requirements(cls, cfg) -> set[str]:
-        return set(cls.requires)
 
     def __init__(self, cfg, problem: Measurement, oracle: Callable[[torch.Tensor], float] | None = None):
         self.cfg = cfg

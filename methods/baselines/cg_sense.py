@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.schema import NonNegativeFloat, PositiveInt
 from datamodules.operators.mri import sense_least_squares
-from datamodules.schema import NonNegativeFloat, PositiveInt
 from methods.baselines.base import Baseline
 from methods.registry import register_method
 

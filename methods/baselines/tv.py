@@ -17,7 +17,7 @@ from typing import Literal
 import deepinv as dinv
 import torch
 
-from datamodules.schema import NonNegativeFloat, PositiveInt
+from core.schema import NonNegativeFloat, PositiveInt
 from methods.baselines.base import Baseline
 from methods.registry import register_method
 

@@ -7,7 +7,8 @@ from typing import Literal
 
 import torch.nn as nn
 
-from datamodules.schema import NonNegativeInt, PositiveInt, TaggedRegistry
+from core.registry import TaggedRegistry
+from core.schema import NonNegativeInt, PositiveInt
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from datamodules.schema import PositiveInt
+from core.schema import PositiveInt
 from methods.networks.config import register_network
 
 

@@ -5,7 +5,7 @@ Iteration numbering: iteration k is ``pl_module.iteration`` (1 … max_steps in 
 reconstruction stage, ≤ 0 in preparatory stages), x^(k) = f_{θ_{k-1}}(z) for vanilla DIP
 (Survey B Algorithm 1). Peak, EMA, stopping rules and the final image see only the
 reconstruction stage; the trace records every stage. Nothing here writes files: the
-runner asks each callback for its ``summary()``. Metric and column names: methods/keys.py.
+runner asks each callback for its ``summary()``. Metric and column names: core/keys.py.
 
 Without ground truth (``task.has_ground_truth`` False, a user's real measurement) nothing
 is scored: every PSNR/SSIM metric and trace column is absent (not NaN), the oracle peak
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from core import keys
 from datamodules.task import Task
-from methods import keys
 
 
 @dataclass

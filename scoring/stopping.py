@@ -11,11 +11,12 @@ Rules (docs/conventions.md §8): ``running_variance`` (Survey B Algorithm 2), ``
 ``es_emv`` (ES-DIP, Wang et al. TMLR 2023; Survey A eq 16), ``discrepancy`` (Morozov).
 
 Metrics per rule: ``es.<rule>.psnr``, ``.ssim``, ``.step`` (the pick), ``.stop_step``
-(None: the rule never fired before the last iteration) and ``.gap_db`` (oracle peak − pick,
-added by the runner). A rule without a pick reports ``.psnr`` NaN and ``.step`` None. Trace
-column: ``es.<rule>.g``, the monitored value. Every rule takes its monitored value through
-``update(step, g, x)``; a NaN/inf g (or iterate) is never an improvement and never crashes a
-rule, and patience only counts once a rule has a pick.
+(None: the rule never fired before the last iteration) and ``.data_residual`` (‖Ax − y‖ of
+the pick); the reports derive ``.gap_db`` (oracle peak − pick). A rule without a pick
+reports ``.psnr`` NaN and ``.step`` None. Trace column: ``es.<rule>.g``, the monitored
+value. Every rule takes its monitored value through ``update(step, g, x)``; a NaN/inf g (or
+iterate) is never an improvement and never crashes a rule, and patience only counts once a
+rule has a pick.
 """
 from __future__ import annotations
 
@@ -26,37 +27,25 @@ from typing import Annotated, Literal
 
 import torch
 
-from datamodules.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
-from methods import keys
-from methods.callbacks import IterateCallback, StepOutput
-from methods.noise import estimate_noise_sigma, task_noise_sigma
+from core import keys
+from core.registry import Registry
+from core.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
+from scoring.callbacks import IterateCallback, StepOutput, data_residual
+from scoring.noise import estimate_noise_sigma, task_noise_sigma
 
-
-@dataclass(frozen=True)
-class StoppingRuleSpec:
-    name: str
-    cls: type
-    config: type
-    description: str
-    paper: str
-
-
-STOPPING_RULES: dict[str, StoppingRuleSpec] = {}
+STOPPING_RULES = Registry("stopping rule")  # the rules below and those of plugins (target: the rule class)
 
 
 def register_stopping_rule(name: str, config: type, description: str, paper: str = ""):
     def decorator(cls):
-        if name in STOPPING_RULES:
-            raise ValueError(f"stopping rule {name!r} is registered twice")
-        STOPPING_RULES[name] = StoppingRuleSpec(name, cls, config, description, paper)
+        STOPPING_RULES.register(name, config, description, paper)(cls)
         cls.rule_name = name
         return cls
 
     return decorator
 
 
-def stopping_rule_configs() -> dict[str, type]:
-    return {name: spec.config for name, spec in STOPPING_RULES.items()}
+stopping_rule_configs = STOPPING_RULES.configs
 
 
 class StoppingRule(IterateCallback):
@@ -85,8 +74,9 @@ class StoppingRule(IterateCallback):
             nan = {keys.es(name, "psnr"): float("nan")} if self.has_gt else {}
             return {**nan, keys.es(name, "step"): None, keys.es(name, "stop_step"): None}, {}
         metrics = {**{keys.es(name, k): v for k, v in self.scores(self.pick_x).items()},
-                   keys.es(name, "step"): self.pick_step, keys.es(name, "stop_step"): self.stop_step}
-        return metrics, {f"es_{name}": self.pick_x}
+                   keys.es(name, "step"): self.pick_step, keys.es(name, "stop_step"): self.stop_step,
+                   keys.es(name, "data_residual"): data_residual(self.task.physics, self.pick_x, self.task.y)}
+        return metrics, {keys.es_image(name): self.pick_x}
 
 
 class WindowVariance:
@@ -280,7 +270,7 @@ class DiscrepancyES(StoppingRule):
     """Morozov's discrepancy principle as a stopping rule: stop at the first iteration k with
     ‖A x^(k) − y‖² ≤ τ m σ² (the constraint set S_σ of Survey B eq 31), m = number of measured
     entries of y (non-zero: inpainting holes and unsampled k-space are stored as 0), σ = config
-    ``sigma``, else the task's stated noise level, else :func:`methods.noise.estimate_noise_sigma`.
+    ``sigma``, else the task's stated noise level, else :func:`scoring.noise.estimate_noise_sigma`.
     Monitored value g(k) = ‖A x^(k) − y‖² / (m σ²), so the threshold is τ. The pick is x^(k) at
     that first crossing; a run that never reaches it has no pick (psnr NaN, step None). With
     σ = 0 (a noise-free task) it fires only on an exact fit. Needs no window.
@@ -329,4 +319,4 @@ def build_stopping_rules(task, settings: dict, scorer=None) -> list[StoppingRule
     unknown = set(settings) - set(STOPPING_RULES)
     if unknown:
         raise ValueError(f"unknown stopping rule(s) {sorted(unknown)}; valid: {', '.join(STOPPING_RULES)}")
-    return [STOPPING_RULES[name].cls(task, cfg, scorer) for name, cfg in settings.items()]
+    return [STOPPING_RULES[name].target(task, cfg, scorer) for name, cfg in settings.items()]

@@ -3,7 +3,8 @@ write them, the runner and the reports that read them.
 
 metrics.json: ``peak_psnr``, ``peak_step``, ``peak_ssim``, ``final_psnr``, ``final_ssim``,
 ``final_step``, ``final_loss``, ``final_data_residual``, ``ema_final_psnr``, …; per stopping rule
-``es.<rule>.psnr|ssim|step|stop_step|gap_db|data_residual``; per named iterate
+``es.<rule>.psnr|ssim|step|stop_step|data_residual`` (``es.<rule>.gap_db``, peak − pick, is
+derived by the reports); per named iterate
 ``iterate.<name>.final_psnr|peak_psnr|peak_step``; ``has_ground_truth`` (False: every
 PSNR/SSIM key is absent, docs/conventions.md §11).
 
@@ -19,7 +20,6 @@ DEGRADED_PSNR = "degraded_psnr"
 RESIDUAL, FINAL_RESIDUAL = "data_residual", "final_data_residual"  # data residual ‖Ax − y‖₂ (trace column, final metric)
 HAS_GT = "has_ground_truth"
 TRACE_RESERVED = {"step", "stage", "loss", "psnr", "ssim", "psnr_ema", RESIDUAL}
-ES_FIELDS = ("psnr", "ssim", "step", "stop_step", "gap_db")
 
 
 def es(rule: str, what: str) -> str:
@@ -30,6 +30,11 @@ def es(rule: str, what: str) -> str:
 def es_rules(keys) -> list[str]:
     """Stopping rules present among metric keys, in order of appearance."""
     return list(dict.fromkeys(k.split(".")[1] for k in keys if isinstance(k, str) and k.startswith("es.") and k.count(".") == 2))
+
+
+def es_image(rule: str) -> str:
+    """Name of a stopping rule's picked image in ``images.npz``, e.g. ``es_running_variance``."""
+    return f"es_{rule}"
 
 
 def iterate(name: str, what: str) -> str:

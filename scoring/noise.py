@@ -1,7 +1,7 @@
 """Noise level of a measurement: the σ a task states, or an estimate from y alone.
 
 Used by the discrepancy principle twice: as a constraint (``dip_constrained``, Survey B
-eq 31) and as a stopping rule (``run.stopping.discrepancy``, methods/stopping.py).
+eq 31) and as a stopping rule (``run.stopping.discrepancy``, scoring/stopping.py).
 """
 from __future__ import annotations
 
