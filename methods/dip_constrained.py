@@ -19,10 +19,11 @@ class DIPConstrainedConfig(DIPWTVADMMConfig):
     # task: σ = noise_sigma if set, else the task's stated σ, else estimated; estimate: always estimate_noise_sigma(y)
     noise_level: Literal["task", "estimate"] = "task"
     noise_sigma: NonNegativeFloat | None = None  # σ in the units of y (overrides the task's)
-    # γ_r of the residual split r = A f_θ(z) − y. The cDIP notebook's mu_r = 1 on a mean squared error (2 on our ℓ)
-    # let the TV split (γ = 10) dominate: on a 32² σ=50 denoising task the residual ended 1.7–3.8× above the bound
-    # after 200 steps; γ_r = γ = 10 held it within ±10% of the bound (measured, lr 0.01)
-    residual_weight: PositiveFloat = 10.0
+    # γ_r of the residual split r = A f_θ(z) − y, written γ_r·ℓ (docs/conventions.md §13). The cDIP notebook's
+    # mu_r = 1 on a mean squared error (1 on our ℓ) let the TV split (γ = 5) dominate: on a 32² σ=50 denoising task
+    # the residual ended 1.7–3.8× above the bound after 200 steps; γ_r = γ = 5 held it within ±10% of the bound
+    # (measured, lr 0.01)
+    residual_weight: PositiveFloat = 5.0
     dual_step: PositiveFloat = 1.0  # ascent step of both scaled duals (ADMM: 1)
 
 
@@ -35,9 +36,9 @@ class DIPConstrained(DIPWTVADMM):
     (dip_wtv_admm). Solved as in Cascarano et al.'s code by alternating proximal steps and
     gradient descent-ascent on the splits v = D f_θ(z), r = A f_θ(z) − y with scaled duals w, w_r:
 
-        v ← prox_{(α/γ)‖·‖₂,₁}(D f_θ(z) + w),       r ← proj_{‖r‖² ≤ τσ²m}(A f_θ(z) − y + w_r)
+        v ← prox_{(α/2γ)‖·‖₂,₁}(D f_θ(z) + w),      r ← proj_{‖r‖² ≤ τσ²m}(A f_θ(z) − y + w_r)
         w ← w + η(D f_θ(z) − v),                    w_r ← w_r + η(A f_θ(z) − y − r)
-        θ ← one gradient step on γ/2·mean‖D f_θ(z) − v + w‖² + γ_r/2·ℓ(A f_θ(z), y + r − w_r)
+        θ ← one gradient step on γ·mean‖D f_θ(z) − v + w‖² + γ_r·ℓ(A f_θ(z), y + r − w_r)
 
     (every K-th iteration for the prox/dual steps, on that iteration's output, as dip_wtv_admm)."""
 
@@ -62,8 +63,8 @@ class DIPConstrained(DIPWTVADMM):
                 self.w_r = self.w_r + self.cfg.dual_step * (residual - self.r)
         Ax = self.physics.A(x)
         split = (nabla(x) - self.v + self.w).pow(2).sum(-1).mean()
-        loss = 0.5 * self.cfg.admm_weight * split + 0.5 * self.cfg.residual_weight * self.data_fidelity(Ax, y + self.r - self.w_r)
+        loss = self.cfg.admm_weight * split + self.cfg.residual_weight * self.data_fidelity(Ax, y + self.r - self.w_r)  # §13
         discrepancy = float((Ax.detach() - y).pow(2).sum()) / max(self.radius**2, 1e-30)
         return {"loss": loss, "x": x.detach(), "scalars": {
             "discrepancy": discrepancy,  # ‖Ax − y‖² / (τσ²m): ≤ 1 inside the constraint set
-            "dual_norm": self.cfg.admm_weight * self.w.pow(2).sum(-1).mean().sqrt(), "sigma": self.sigma}}
+            "dual_norm": 2 * self.cfg.admm_weight * self.w.pow(2).sum(-1).mean().sqrt(), "sigma": self.sigma}}

@@ -16,14 +16,15 @@ from methods.registry import register_method
 @dataclass
 class DIPDenoiserADMMConfig(DIPConfig):
     # Survey B handbook (implementations.md §1.5 item 9, overeng_rundip.py) unless noted. Its penalty
-    # ½(10/n)‖x − u + λ‖² next to ‖Ax − y‖²/‖A‖⁴ is β ≈ 10·‖A‖⁴/‖A‖_F² ≈ 5 in our units at 501²
-    # (‖A‖² = 46.5, ‖A‖_F² = 4084, simulated walnut; docs/conventions.md §1).
+    # ½(10/n)‖x − u + λ‖² next to ‖Ax − y‖²/‖A‖⁴ is β ≈ 5·‖A‖⁴/‖A‖_F² ≈ 2.6 in our units at 501²
+    # (‖A‖² = 46.5, ‖A‖_F² = 4084, simulated walnut; docs/conventions.md §1, §13).
     # β was measured: 64² denoising, σ = 25/255, TV denoiser with
     # σ = 0.01, 1500 steps, lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP
-    # 27.6 / 21.7): β = 0.3: 28.0 / 21.9, 1: 28.0 / 23.2, 3: 28.5 / 24.9, 10: 28.4 / 28.2 (peak at 1497).
+    # 27.6 / 21.7): β = 0.15: 28.0 / 21.9, 0.5: 28.0 / 23.2, 1.5: 28.5 / 24.9, 5: 28.4 / 28.2 (peak at 1497)
+    # (measured as 2β with the coupling written ½β; docs/conventions.md §13).
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
     lr: PositiveFloat = 1e-4  # handbook --lr 1e-4
-    beta: NonNegativeFloat = 10.0  # ADMM coupling penalty β of Alg. 6 line 5, on a per-pixel mean; measured
+    beta: NonNegativeFloat = 5.0  # ADMM coupling penalty β of Alg. 6 line 5, on a per-pixel mean; measured
     sigma: PositiveFloat = 0.01  # σ of the denoiser D_σ (handbook --denoise_strength 0.01)
     inner_steps: PositiveInt = 10  # N_sub: network steps per u/dual update (handbook --num_inner_steps 10)
     exp_weight: Annotated[float, Range(ge=0, lt=1)] = 0.99  # x = EMA of f_θ(z) (Survey B §6: denoiser methods average
@@ -37,7 +38,7 @@ class DIPDenoiserADMMConfig(DIPConfig):
                  smoke_config={"lr": 0.01, "inner_steps": 2, "denoiser": {"name": "bm3d", "profile": "lc"}})  # default denoiser
 class DIPDenoiserADMM(DIPModule):
     """min_θ D(A f_θ(z)) + J(f_θ(z)) by ADMM on the constraint x = u (Survey B Alg. 6): one Adam
-    step per iteration on D(A f_θ(z)) + ½β·mean((f_θ(z) − u + λ)²), and every N_sub-th iteration
+    step per iteration on D(A f_θ(z)) + β·mean((f_θ(z) − u + λ)²), and every N_sub-th iteration
     u ← D_σ(x + λ) (the prox of J replaced by a denoiser, deepinv's ``PnP`` prior) and the scaled
     dual λ ← λ + (x − u), x = f_θ(z). ``x`` is the EMA of f_θ(z) when ``exp_weight`` > 0 (the raw
     output is the iterate ``raw``); ``u`` is an iterate; ``residual`` = RMS(x − u) a scalar."""
@@ -54,7 +55,7 @@ class DIPDenoiserADMM(DIPModule):
     def training_step(self, batch, batch_idx):
         cfg = self.cfg
         x = self.net(self.network_input())  # 4: x̃ = f_θ(z)
-        loss = self.data_fidelity(self.physics.A(x), batch["y"]) + 0.5 * cfg.beta * (x - self.u + self.dual).pow(2).mean()  # 5
+        loss = self.data_fidelity(self.physics.A(x), batch["y"]) + cfg.beta * (x - self.u + self.dual).pow(2).mean()  # 5 (§13)
         self.gradient_step(loss, "net")  # 6
         if self.iteration % cfg.inner_steps == 0:
             with torch.no_grad():

@@ -18,14 +18,15 @@ from methods.registry import register_method
 @dataclass
 class DIPDenoiserHQSConfig(DIPConfig):
     # Survey B handbook (implementations.md §1.5 item 8, overeng_rundip.py) unless noted. Its penalty
-    # (60/σ_k)·mean((x − u)²) next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 2·60·‖A‖⁴/‖A‖_F² ≈ 64 in our units at 501²
-    # (‖A‖² = 46.5, ‖A‖_F² = 4084, simulated walnut; docs/conventions.md §1).
+    # (60/σ_k)·mean((x − u)²) next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 60·‖A‖⁴/‖A‖_F² ≈ 32 in our units at 501²
+    # (‖A‖² = 46.5, ‖A‖_F² = 4084, simulated walnut; docs/conventions.md §1, §13).
     # λ was measured: 64² denoising, σ = 25/255, TV denoiser, 1500 steps,
-    # lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP 27.6 / 21.7): λ = 0.03:
-    # 27.7 / 23.6, 0.05: 27.9 / 25.0, 0.1: 28.0 / 26.7, 0.3: 25.3 / 24.4, 1: 21.5 / 19.9.
+    # lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP 27.6 / 21.7): λ = 0.015:
+    # 27.7 / 23.6, 0.025: 27.9 / 25.0, 0.05: 28.0 / 26.7, 0.15: 25.3 / 24.4, 0.5: 21.5 / 19.9 (measured as
+    # 2λ with the coupling written ½μ_k; docs/conventions.md §13).
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
     lr: PositiveFloat = 1e-4  # handbook --lr 1e-4
-    splitting: NonNegativeFloat = 0.1  # λ of eq 32 / Alg. 4 line 3: μ_k = λ/σ_k, on a per-pixel mean; measured
+    splitting: NonNegativeFloat = 0.05  # λ of eq 32 / Alg. 4 line 3: μ_k = λ/σ_k, on a per-pixel mean; measured
     sigma_max: PositiveFloat = 0.5  # σ_1 of the log-spaced decreasing schedule σ_k (handbook: 0.5 → 0.01)
     sigma_min: PositiveFloat = 0.01  # σ_K (handbook)
     inner_steps: PositiveInt = 10  # N_sub: network steps per u-update (handbook --num_inner_steps 10)
@@ -43,7 +44,7 @@ class DIPDenoiserHQSConfig(DIPConfig):
                  "Survey B §4.3 eqs (32)-(33), Alg. 4 with a denoiser",
                  smoke_config={"lr": 0.01, "inner_steps": 2, "denoiser": {"name": "tv", "n_it_max": 10}})
 class DIPDenoiserHQS(DIPModule):
-    """min_{θ,u} D(A f_θ(z)) + ½μ_k·mean((f_θ(z) − u)²) + J(u), alternately (Survey B eqs 32–33):
+    """min_{θ,u} D(A f_θ(z)) + μ_k·mean((f_θ(z) − u)²) + J(u), alternately (Survey B eqs 32–33):
     one Adam step on θ per iteration, and every N_sub-th iteration u ← D_{σ_k}(f_θ(z)), the prox
     of J replaced by a denoiser (deepinv's ``PnP`` prior), with σ_k log-spaced from σ_max down to
     σ_min over the run and μ_k = λ/σ_k increasing. ``x`` is the EMA of f_θ(z) when ``exp_weight``
@@ -63,7 +64,7 @@ class DIPDenoiserHQS(DIPModule):
         sigma = self.sigmas[min((self.iteration - 1) // cfg.inner_steps, len(self.sigmas) - 1)]  # σ_k of outer step k
         mu = cfg.splitting / sigma  # Alg. 4 line 3: μ_k = λ/σ_k
         x = self.net(self.network_input())  # 5: x̃ = f_θ(z)
-        loss = self.data_fidelity(self.physics.A(x), batch["y"]) + 0.5 * mu * (x - self.u).pow(2).mean()  # 6 (eq 32)
+        loss = self.data_fidelity(self.physics.A(x), batch["y"]) + mu * (x - self.u).pow(2).mean()  # 6 (eq 32; no ½: §13)
         self.gradient_step(loss, "net")  # 7
         if self.iteration % cfg.inner_steps == 0:
             with torch.no_grad():

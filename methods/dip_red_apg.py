@@ -18,13 +18,14 @@ from methods.registry import register_method
 @dataclass
 class DIPREDAPGConfig(DIPConfig):
     # Survey B handbook (implementations.md §1.5 item 7) unless noted. Its penalty L·ρ·½Σ(x − u)²,
-    # ρ = 0.01/n, next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 0.01·‖A‖⁴/‖A‖_F² ≈ 5e-3 in our units at 501² (‖A‖_F² = 4084,
-    # simulated walnut), i.e. RED switched off. λ was measured instead: 64² denoising, σ = 25/255, TV
-    # denoiser, 1500 steps, lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP
-    # 27.6 / 21.7): λ = 0.5: 27.4 / 22.1, 2: 28.1 / 23.9, 5: 26.6 / 25.8, 20: diverges (x chases u).
+    # ρ = 0.01/n, next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 0.005·‖A‖⁴/‖A‖_F² ≈ 2.6e-3 in our units at 501² (‖A‖_F² = 4084,
+    # simulated walnut; docs/conventions.md §13), i.e. RED switched off. λ was measured instead: 64² denoising,
+    # σ = 25/255, TV denoiser, 1500 steps, lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP
+    # 27.6 / 21.7): λ = 0.25: 27.4 / 22.1, 1: 28.1 / 23.9, 2.5: 26.6 / 25.8, 10: diverges (x chases u)
+    # (measured as 2λ with the coupling written ½λL; docs/conventions.md §13).
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
     lr: PositiveFloat = 1e-4  # handbook --lr 1e-4
-    lam: NonNegativeFloat = 2.0  # λ of Alg. 5 line 5, on a per-pixel mean; measured, see above
+    lam: NonNegativeFloat = 1.0  # λ of Alg. 5 line 5, on a per-pixel mean; measured, see above
     mixing: Annotated[float, Range(ge=1)] = 1.2  # L of Alg. 5 (L > 1; 1 = u ← D_σ(v)); handbook --mixing_weight 1.2,
     # which the handbook parses but never passes (it runs with L = 1, where its u = D/L − (1 − 1/L)v, a sign
     # away from line 10, does not matter); used here, with line 10 as printed
@@ -42,7 +43,7 @@ class DIPREDAPGConfig(DIPConfig):
 class DIPREDAPG(DIPModule):
     """min_θ D(A f_θ(z)) + λ·ρ_RED(f_θ(z)),  ρ_RED(x) = ½ xᵀ(x − D_σ(x)),  ∇ρ_RED = x − D_σ(x)  (Survey B §4.3).
 
-    Per iteration one Adam step on D(A f_θ(z)) + ½λL·mean((f_θ(z) − u)²) (Alg. 5 lines 4–6); every
+    Per iteration one Adam step on D(A f_θ(z)) + λL·mean((f_θ(z) − u)²) (Alg. 5 lines 4–6); every
     N_sub-th iteration the Nesterov extrapolation v = x⁽ᵏ⁾ + (t_{k−1} − 1)/t_k·(x⁽ᵏ⁾ − x⁽ᵏ⁻¹⁾) and
     the RED gradient step u = v − (1/L)(v − D_σ(v)) = (1/L) D_σ(v) + (1 − 1/L) v (lines 8–10, with
     deepinv's ``RED`` prior). ``x`` is the EMA of f_θ(z) when ``exp_weight`` > 0 (the raw output is
@@ -59,7 +60,7 @@ class DIPREDAPG(DIPModule):
     def training_step(self, batch, batch_idx):
         cfg = self.cfg
         x = self.net(self.network_input())  # 4: x̃ = f_θ(z)
-        loss = self.data_fidelity(self.physics.A(x), batch["y"]) + 0.5 * cfg.lam * cfg.mixing * (x - self.u).pow(2).mean()  # 5
+        loss = self.data_fidelity(self.physics.A(x), batch["y"]) + cfg.lam * cfg.mixing * (x - self.u).pow(2).mean()  # 5 (§13)
         self.gradient_step(loss, "net")  # 6
         if self.iteration % cfg.inner_steps == 0:
             with torch.no_grad():

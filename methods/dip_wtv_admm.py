@@ -16,9 +16,10 @@ from methods.registry import register_method
 class DIPWTVADMMConfig(DIPConfig):
     lr: PositiveFloat = 1e-3  # Cascarano et al.'s code (ADMM-DIPTV and cDIP-RED-DIP-WTV notebooks: LR = 1e-3)
     loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
-    # γ of eqs (27)-(30): the ADMM-DIPTV notebook's beta_t = 10 on mean-squared terms (= ours for A = I); also the
-    # handbook's admm_wtv.py admm_weight
-    admm_weight: PositiveFloat = 10.0
+    # γ of eqs (27)-(30), written γ·mean‖·‖² next to our un-halved ℓ (docs/conventions.md §13): the ADMM-DIPTV
+    # notebook's (beta_t/2)·MSE next to an un-halved MSE with beta_t = 10 (also the handbook's admm_wtv.py
+    # admm_weight) is γ = beta_t/2 = 5
+    admm_weight: PositiveFloat = 5.0
     # adaptive: α_i = s·ℓ(A f_θ(z), y) / ‖(D f_θ(z))_i‖ re-evaluated at every update (Survey B §4.2; s below);
     # fixed: α_i = tv_weight (plain TV)
     weights: Literal["adaptive", "fixed"] = "adaptive"
@@ -41,13 +42,15 @@ class DIPWTVADMM(DIPModule):
     """min_θ ℓ(A f_θ(z), y) + mean_i α_i ‖(D f_θ(z))_i‖₂ (Survey B eq 26, per-pixel mean) by ADMM
     on the split u = D f_θ(z) with the scaled dual w = λ/γ (eqs 27–30):
 
-        θ ← one gradient step on ℓ(A f_θ(z), y) + γ/2 · mean‖D f_θ(z) − u + w‖²      (28)
-        u ← prox_{(α/γ)‖·‖₂,₁}(D f_θ(z) + w)   (deepinv L12Prior: group shrinkage)   (29)
+        θ ← one gradient step on ℓ(A f_θ(z), y) + γ · mean‖D f_θ(z) − u + w‖²        (28)
+        u ← prox_{(α/2γ)‖·‖₂,₁}(D f_θ(z) + w)  (deepinv L12Prior: group shrinkage)   (29)
         w ← w + (D f_θ(z) − u),   i.e. λ ← λ + γ(D f_θ(z) − u)                       (30)
 
     (29)-(30) run every K-th network step, at the start of the next iteration on its output
     x⁽ᵏ⁾ = f_θ(z) (the θ after the K-th step; no extra network evaluation). Adaptive weights
-    α_i = s·ℓ/‖(Dx)_i‖ are recomputed from that x at every update. Complex images: channel-wise."""
+    α_i = s·ℓ/‖(Dx)_i‖ are recomputed from that x at every update. Complex images: channel-wise.
+    As every term of our loss is Survey B's times 2/n (docs/conventions.md §13), γ and w are the
+    paper's and α (a norm, not a square) is twice the paper's, hence α/2γ in (29)."""
 
     def __init__(self, cfg, problem, seed, max_steps):
         super().__init__(cfg, problem, seed, max_steps)
@@ -71,7 +74,7 @@ class DIPWTVADMM(DIPModule):
         """Eqs (29)-(30) at the network output x (dual ascent step ``step``; ADMM: 1)."""
         dx = nabla(x)
         alpha = self.tv_weights(x, dx, y)
-        self.v = self.shrink.prox(dx + self.w, gamma=alpha / self.cfg.admm_weight)  # (29)
+        self.v = self.shrink.prox(dx + self.w, gamma=alpha / (2 * self.cfg.admm_weight))  # (29)
         self.w = self.w + step * (dx - self.v)  # (30), scaled form
 
     def training_step(self, batch, batch_idx):
@@ -82,7 +85,7 @@ class DIPWTVADMM(DIPModule):
                 self.admm_update(x.detach(), y)  # (29), (30) after K network steps
         fidelity = self.data_fidelity(self.physics.A(x), y)
         split = (nabla(x) - self.v + self.w).pow(2).sum(-1).mean()
-        loss = fidelity + 0.5 * self.cfg.admm_weight * split  # (28); grows with the dual, fidelity decreases
+        loss = fidelity + self.cfg.admm_weight * split  # (28); grows with the dual, fidelity decreases
         return {"loss": loss, "x": x.detach(), "scalars": {"fidelity": fidelity.detach(),
-            "dual_norm": self.cfg.admm_weight * self.w.pow(2).sum(-1).mean().sqrt(),  # RMS ‖λ_i‖
+            "dual_norm": 2 * self.cfg.admm_weight * self.w.pow(2).sum(-1).mean().sqrt(),  # RMS of our dual 2γw (paper: γw; §13)
             "primal_residual": (nabla(x.detach()) - self.v).pow(2).sum(-1).mean().sqrt()}}
