@@ -7,12 +7,12 @@ from typing import Literal
 import torch
 
 from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt
-from methods.base import DIPConfig, DIPModule
+from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
 
 @dataclass
-class ASeqDIPConfig(DIPConfig):
+class ASeqDIPConfig(NormalisedDIPConfig):
     # Defaults: the original paper's settings as Survey A Fig. 6 states them (natural-image denoising;
     # official Aseq_DIP_denoising.py: MSE(f, y) + λ·MSE(f, z), 2 inner steps). Both terms are per-pixel
     # means there, as in our `normalised` D + λ·mean(·) (docs/conventions.md §1), so λ carries over.
@@ -21,7 +21,6 @@ class ASeqDIPConfig(DIPConfig):
     # pixel). Our data term is a per-pixel mean already, so we drop m/n; in our units the handbook's
     # weight is λ = 0.01·m·‖A‖⁴/‖A‖_F² ≈ 41 at 501² (‖A‖² = 46.5, ‖A‖_F² = 4084, m = 7680 for our simulated walnut;
     # 13 at 64²): it depends on size and geometry, so pass it per suite, not as a default.
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # Survey B: normalised
     lr: PositiveFloat = 1e-4  # Survey A Fig. 6 (handbook 1e-4; official CT 2e-4)
     lam: NonNegativeFloat = 1.0  # λ of eq 36, on a per-pixel mean (Survey A Fig. 6; official denoising/CT 1, deblur 5)
     inner_steps: PositiveInt = 2  # N_sub of Alg. 8 (official denoising/inpainting/deblurring 2; CT 10; handbook 5)

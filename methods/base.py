@@ -56,6 +56,10 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "amsgrad": functools.partial(torch.optim.Adam, amsgrad=True)}
 
 
+# mean | ½‖Ax−y‖² (eq 3) | ÷‖A‖⁴ (handbook) | ‖Ax−y‖²/‖A‖_F² (docs/conventions.md §1)
+DataTerm = Literal["mse", "half_sse", "half_sse_normalised", "normalised"]
+
+
 @dataclass
 class DIPConfig:
     """Settings shared by all DIP methods (docs/conventions.md §§1–3)."""
@@ -63,8 +67,7 @@ class DIPConfig:
     lr: PositiveFloat = 1e-3  # learning rate of the network parameters
     optimizer: Literal["adam", "amsgrad", "sgd"] = "adam"
     grad_clip: Annotated[float, Range(gt=0)] | None = 1.0  # gradient-norm clipping (Survey B handbook: 1); null = off
-    # mean | ½‖Ax−y‖² (eq 3) | ÷‖A‖⁴ (handbook) | ‖Ax−y‖²/‖A‖_F² (docs/conventions.md §1: task- and size-free weights)
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "mse"
+    loss: DataTerm = "mse"
     input: Literal["noise", "fbp", "adjoint", "reference"] = "noise"  # reference: the task's reference image (Ref-G)
     input_dist: Literal["gaussian", "uniform"] = "gaussian"  # gaussian: scale·N(0,1) | uniform: U[0, scale)
     input_channels: PositiveInt = 1
@@ -73,6 +76,13 @@ class DIPConfig:
     learn_input: bool = False  # optimise z too (parameter group "input")
     input_lr: PositiveFloat | None = None  # learning rate of z; null = lr
     net: NetConfig = field(default_factory=UNetConfig)
+
+
+@dataclass
+class NormalisedDIPConfig(DIPConfig):
+    """Survey B's methods: the data term ‖Ax − y‖²/‖A‖_F² (docs/conventions.md §1)."""
+
+    loss: DataTerm = "normalised"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from methods.registry import register_method
 class DeepDecoderMethodConfig(DIPConfig):
     lr: PositiveFloat = 0.008  # Survey A Fig. 6 (reference code fit(): LR = 0.01)
     grad_clip: PositiveFloat | None = None  # reference fit.py: no gradient clipping
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "mse"  # reference fit.py: MSELoss
     input: Literal["noise"] = "noise"  # a fixed random seed of the network's low resolution (n0 = k × seed pixels)
     input_dist: Literal["gaussian", "uniform"] = "uniform"  # reference fit.py: uniform_() · 1/10
     input_scale: NonNegativeFloat = 0.1  # reference fit.py: 1/10

@@ -21,7 +21,6 @@ class DeepREDConfig(DIPConfig):
     # Measured with these defaults (32² astronaut crop, σ = 25/255, noisy 20.7 dB, 3-scale 16-channel
     # U-Net, 300 steps, peak / final dB): f_θ(z) 27.1 / 26.2, x − u 27.5 / 27.2; vanilla DIP with the
     # same lr and input 26.7 / 25.2.
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "mse"  # code: MSELoss
     lr: PositiveFloat = 0.008  # Adam lr of θ (code LR=0.008)
     grad_clip: Annotated[float, Range(gt=0)] | None = None  # the code does not clip
     lam: NonNegativeFloat = 0.5  # λ, weight of the RED term (code beta=.5, "lambda in the article")

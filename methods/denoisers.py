@@ -33,16 +33,17 @@ Every method names its denoiser field ``denoiser``, so the option is ``method.de
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import deepinv as dinv
 import numpy as np
 import torch
 
 from core.registry import TaggedRegistry
-from core.schema import NonNegativeInt, PositiveFloat, PositiveInt
+from core.schema import NonNegativeInt, PositiveFloat, PositiveInt, Range
+from methods.base import NormalisedDIPConfig
 
 DRUNET_WEIGHTS_HELP = (
     "download drunet_deepinv_gray_finetune_26k.pth (grey) or drunet_deepinv_color_finetune_22k.pth (colour) from "
@@ -194,3 +195,17 @@ class NLMDenoiser(ChannelwiseDenoiser):
         out = [denoise_nl_means(img, patch_size=c.patch_size, patch_distance=c.patch_distance, h=c.h_factor * sigma,
                                 fast_mode=c.fast_mode, sigma=sigma, preserve_range=True) for img in images]
         return torch.from_numpy(np.stack(out)[:, None].copy()).to(x.device, x.dtype)
+
+
+@dataclass
+class DenoiserSplittingConfig(NormalisedDIPConfig):
+    """Settings shared by Survey B's plug-and-play methods (denoiser HQS, denoiser ADMM, RED;
+    Survey B §6 and its handbook, implementations.md §1.5 items 7–9)."""
+
+    lr: PositiveFloat = 1e-4  # handbook --lr 1e-4
+    inner_steps: PositiveInt = 10  # N_sub: network steps per splitting update (handbook --num_inner_steps 10)
+    # x = EMA of f_θ(z) (Survey B §6: denoiser methods average the output; 0.99 = the handbook's self-guided
+    # exp_weight; its HQS / ADMM / RED scripts default to 0 = off)
+    exp_weight: Annotated[float, Range(ge=0, lt=1)] = 0.99
+    # Survey B §6 uses DRUNet (method.denoiser.name=drunet with a local weights file); the offline default is BM3D
+    denoiser: DenoiserConfig = field(default_factory=BM3DDenoiserConfig)

@@ -1,20 +1,19 @@
 """DIP + denoiser by ADMM (Survey B Algorithm 6)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from dataclasses import dataclass
 
 import deepinv as dinv
 import torch
 
-from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
-from methods.base import DIPConfig, DIPModule
-from methods.denoisers import BM3DDenoiserConfig, DenoiserConfig, build_denoiser
+from core.schema import NonNegativeFloat, PositiveFloat
+from methods.base import DIPModule
+from methods.denoisers import DenoiserSplittingConfig, build_denoiser
 from methods.registry import register_method
 
 
 @dataclass
-class DIPDenoiserADMMConfig(DIPConfig):
+class DIPDenoiserADMMConfig(DenoiserSplittingConfig):
     # Survey B handbook (implementations.md §1.5 item 9, overeng_rundip.py) unless noted. Its penalty
     # ½(10/n)‖x − u + λ‖² next to ‖Ax − y‖²/‖A‖⁴ is β ≈ 5·‖A‖⁴/‖A‖_F² ≈ 2.6 in our units at 501²
     # (‖A‖² = 46.5, ‖A‖_F² = 4084, simulated walnut; docs/conventions.md §1, §13).
@@ -22,15 +21,8 @@ class DIPDenoiserADMMConfig(DIPConfig):
     # σ = 0.01, 1500 steps, lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP
     # 27.6 / 21.7): β = 0.15: 28.0 / 21.9, 0.5: 28.0 / 23.2, 1.5: 28.5 / 24.9, 5: 28.4 / 28.2 (peak at 1497)
     # (measured as 2β with the coupling written ½β; docs/conventions.md §13).
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
-    lr: PositiveFloat = 1e-4  # handbook --lr 1e-4
     beta: NonNegativeFloat = 5.0  # ADMM coupling penalty β of Alg. 6 line 5, on a per-pixel mean; measured
     sigma: PositiveFloat = 0.01  # σ of the denoiser D_σ (handbook --denoise_strength 0.01)
-    inner_steps: PositiveInt = 10  # N_sub: network steps per u/dual update (handbook --num_inner_steps 10)
-    exp_weight: Annotated[float, Range(ge=0, lt=1)] = 0.99  # x = EMA of f_θ(z) (Survey B §6: denoiser methods average
-    # the output; 0.99 = the handbook's self-guided exp_weight; its ADMM script defaults to 0 = off)
-    # Survey B §6 uses DRUNet (method.denoiser.name=drunet with a local weights file); the offline default is BM3D
-    denoiser: DenoiserConfig = field(default_factory=BM3DDenoiserConfig)
 
 
 @register_method("dip_denoiser_admm", DIPDenoiserADMMConfig, "DIP + plug-and-play denoiser by ADMM",

@@ -2,21 +2,20 @@
 with the TV prox replaced by a denoiser)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from dataclasses import dataclass
 
 import deepinv as dinv
 import numpy as np
 import torch
 
-from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
-from methods.base import DIPConfig, DIPModule
-from methods.denoisers import BM3DDenoiserConfig, DenoiserConfig, build_denoiser
+from core.schema import NonNegativeFloat, PositiveFloat
+from methods.base import DIPModule
+from methods.denoisers import DenoiserSplittingConfig, build_denoiser
 from methods.registry import register_method
 
 
 @dataclass
-class DIPDenoiserHQSConfig(DIPConfig):
+class DIPDenoiserHQSConfig(DenoiserSplittingConfig):
     # Survey B handbook (implementations.md §1.5 item 8, overeng_rundip.py) unless noted. Its penalty
     # (60/σ_k)·mean((x − u)²) next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 60·‖A‖⁴/‖A‖_F² ≈ 32 in our units at 501²
     # (‖A‖² = 46.5, ‖A‖_F² = 4084, simulated walnut; docs/conventions.md §1, §13).
@@ -24,16 +23,9 @@ class DIPDenoiserHQSConfig(DIPConfig):
     # lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP 27.6 / 21.7): λ = 0.015:
     # 27.7 / 23.6, 0.025: 27.9 / 25.0, 0.05: 28.0 / 26.7, 0.15: 25.3 / 24.4, 0.5: 21.5 / 19.9 (measured as
     # 2λ with the coupling written ½μ_k; docs/conventions.md §13).
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
-    lr: PositiveFloat = 1e-4  # handbook --lr 1e-4
     splitting: NonNegativeFloat = 0.05  # λ of eq 32 / Alg. 4 line 3: μ_k = λ/σ_k, on a per-pixel mean; measured
     sigma_max: PositiveFloat = 0.5  # σ_1 of the log-spaced decreasing schedule σ_k (handbook: 0.5 → 0.01)
     sigma_min: PositiveFloat = 0.01  # σ_K (handbook)
-    inner_steps: PositiveInt = 10  # N_sub: network steps per u-update (handbook --num_inner_steps 10)
-    exp_weight: Annotated[float, Range(ge=0, lt=1)] = 0.99  # x = EMA of f_θ(z) (Survey B §6: denoiser methods average
-    # the output; 0.99 = the handbook's self-guided exp_weight; its HQS script defaults to 0 = off)
-    # Survey B §6 uses DRUNet (method.denoiser.name=drunet with a local weights file); the offline default is BM3D
-    denoiser: DenoiserConfig = field(default_factory=BM3DDenoiserConfig)
 
     def __post_init__(self):
         if self.sigma_min > self.sigma_max:

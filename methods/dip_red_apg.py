@@ -3,38 +3,31 @@ APG for RED, Reehorst & Schniter 2018)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated
 
 import deepinv as dinv
 import torch
 
-from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
-from methods.base import DIPConfig, DIPModule
-from methods.denoisers import BM3DDenoiserConfig, DenoiserConfig, build_denoiser
+from core.schema import NonNegativeFloat, PositiveFloat, Range
+from methods.base import DIPModule
+from methods.denoisers import DenoiserSplittingConfig, build_denoiser
 from methods.registry import register_method
 
 
 @dataclass
-class DIPREDAPGConfig(DIPConfig):
+class DIPREDAPGConfig(DenoiserSplittingConfig):
     # Survey B handbook (implementations.md §1.5 item 7) unless noted. Its penalty L·ρ·½Σ(x − u)²,
     # ρ = 0.01/n, next to ‖Ax − y‖²/‖A‖⁴ is λ ≈ 0.005·‖A‖⁴/‖A‖_F² ≈ 2.6e-3 in our units at 501² (‖A‖_F² = 4084,
     # simulated walnut; docs/conventions.md §13), i.e. RED switched off. λ was measured instead: 64² denoising,
     # σ = 25/255, TV denoiser, 1500 steps, lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP
     # 27.6 / 21.7): λ = 0.25: 27.4 / 22.1, 1: 28.1 / 23.9, 2.5: 26.6 / 25.8, 10: diverges (x chases u)
     # (measured as 2λ with the coupling written ½λL; docs/conventions.md §13).
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
-    lr: PositiveFloat = 1e-4  # handbook --lr 1e-4
     lam: NonNegativeFloat = 1.0  # λ of Alg. 5 line 5, on a per-pixel mean; measured, see above
     mixing: Annotated[float, Range(ge=1)] = 1.2  # L of Alg. 5 (L > 1; 1 = u ← D_σ(v)); handbook --mixing_weight 1.2,
     # which the handbook parses but never passes (it runs with L = 1, where its u = D/L − (1 − 1/L)v, a sign
     # away from line 10, does not matter); used here, with line 10 as printed
     sigma: PositiveFloat = 0.01  # σ of the denoiser D_σ (handbook --denoise_strength 0.01)
-    inner_steps: PositiveInt = 10  # N_sub: network steps per extrapolation/u-update (handbook --num_inner_steps 10)
-    exp_weight: Annotated[float, Range(ge=0, lt=1)] = 0.99  # x = EMA of f_θ(z) (Survey B §6: denoiser methods average
-    # the output; 0.99 = the handbook's self-guided exp_weight; its RED script defaults to 0 = off)
-    # Survey B §6 uses DRUNet (method.denoiser.name=drunet with a local weights file); the offline default is BM3D
-    denoiser: DenoiserConfig = field(default_factory=BM3DDenoiserConfig)
 
 
 @register_method("dip_red_apg", DIPREDAPGConfig, "DIP + RED (regularisation by denoising) by accelerated proximal gradient",

@@ -3,20 +3,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import deepinv as dinv
 import torch
 
 from core.schema import PositiveFloat, PositiveInt
-from methods.base import DIPConfig, DIPModule
+from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
 
 @dataclass
-class DIPTVHQSConfig(DIPConfig):
+class DIPTVHQSConfig(NormalisedDIPConfig):
     lr: PositiveFloat = 1e-4  # handbook run_dip.py --lr 1e-4
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
     # λ of Alg. 4 (μ_k = λ/α_k). Handbook 1.0 on its ÷‖A‖⁴ sum of residuals; in our units (docs/conventions.md §1)
     # that is 1.0·‖A‖⁴/‖A‖_F² = 0.53 on the Survey B walnut problem (60×128 rays at 501²: ‖A‖² = 46.5,
     # ‖A‖_F² = 4084), which survey_b_table2 sets; the default was that value under the old spectral rule.

@@ -8,7 +8,7 @@ import deepinv as dinv
 import torch
 
 from core.schema import NonNegativeFloat, PositiveFloat
-from methods.base import DIPConfig, DIPModule
+from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
 
@@ -24,9 +24,8 @@ def mean_tv(x: torch.Tensor, kind: str = "isotropic") -> torch.Tensor:
 
 
 @dataclass
-class DIPTVJointConfig(DIPConfig):
+class DIPTVJointConfig(NormalisedDIPConfig):
     lr: PositiveFloat = 1e-4  # handbook run_dip.py --lr 1e-4
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
     # α of eq (21). Handbook 1e-5 on its ÷‖A‖⁴ sum of residuals + summed TV; multiplying its loss by ‖A‖⁴/‖A‖_F²
     # gives our ℓ + (1e-5·n·‖A‖⁴/‖A‖_F²)·TV_mean: 1.3 on the Survey B walnut problem (60×128 rays at 501²:
     # ‖A‖² = 46.5, ‖A‖_F² = 4084, n = 501²), which survey_b_table2 sets. Default: measured under the spectral rule

@@ -8,14 +8,13 @@ import deepinv as dinv
 import torch
 
 from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt
-from methods.base import DIPConfig, DIPModule
+from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
 
 @dataclass
-class DIPWTVADMMConfig(DIPConfig):
+class DIPWTVADMMConfig(NormalisedDIPConfig):
     lr: PositiveFloat = 1e-3  # Cascarano et al.'s code (ADMM-DIPTV and cDIP-RED-DIP-WTV notebooks: LR = 1e-3)
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
     # γ of eqs (27)-(30), written γ·mean‖·‖² next to our un-halved ℓ (docs/conventions.md §13): the ADMM-DIPTV
     # notebook's (beta_t/2)·MSE next to an un-halved MSE with beta_t = 10 (also the handbook's admm_wtv.py
     # admm_weight) is γ = beta_t/2 = 5

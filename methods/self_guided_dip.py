@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 import torch
 
 from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
-from methods.base import DIPConfig, DIPModule
+from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
 
 @dataclass
-class SelfGuidedDIPConfig(DIPConfig):
+class SelfGuidedDIPConfig(NormalisedDIPConfig):
     # Defaults: the original paper's settings as Survey A Fig. 6 states them (natural-image denoising).
     # Their terms are both ‖·‖² over pixels, i.e. at A = I the ratio of two per-pixel means, which is
     # exactly our `normalised` D + λ·mean(·) (docs/conventions.md §1), so λ carries over unchanged.
@@ -21,7 +21,6 @@ class SelfGuidedDIPConfig(DIPConfig):
     # 4 realisations, rel. noise 0.01·max z, EMA 0.99, FBP input. In our units that α is
     # ≈ 0.01·N²·n·‖A‖⁴/‖A‖_F² ≈ 2e4 at 501² (‖A‖² = 46.5, ‖A‖_F² = 4084 for our simulated walnut), and it changes
     # with the image size: pass it per suite, not as a default.
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # Survey B: normalised
     lr: PositiveFloat = 3e-4  # Survey A Fig. 6 (handbook: 1e-4)
     lam: NonNegativeFloat = 0.1  # λ of Alg. 7 line 4, on a per-pixel mean (Survey A Fig. 6); see above for the handbook
     learn_input: bool = True  # z is optimised with θ (Alg. 7 line 5), parameter group "input"

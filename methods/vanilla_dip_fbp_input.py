@@ -6,14 +6,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from core.schema import PositiveFloat
-from methods.base import DIPConfig, DIPModule
+from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
 
 @dataclass
-class VanillaDIPFBPInputConfig(DIPConfig):
+class VanillaDIPFBPInputConfig(NormalisedDIPConfig):
     lr: PositiveFloat = 1e-4  # handbook run_dip.py --lr 1e-4 (implementations.md §1.5)
-    loss: Literal["mse", "half_sse", "half_sse_normalised", "normalised"] = "normalised"  # docs/conventions.md §1
     # z = x_FBP (handbook --model_inp fbp, its argparse default); adjoint: z = Aᵀy / max|Aᵀy| for non-CT linear tasks
     input: Literal["fbp", "adjoint"] = "fbp"
 
