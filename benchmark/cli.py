@@ -5,9 +5,11 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 from benchmark import plugins
+from benchmark.calibration import PROTOCOLS, RULES, trial_table, tune_suite, write_calibrated_preset
 from benchmark.config import ConfigError, parse_overrides
 from benchmark.executors import Context, Job, make_executor, plan_runs, redo_states
 from benchmark.interrupts import Interrupted, handle_interrupts
@@ -26,9 +28,13 @@ from scoring.stopping import STOPPING_RULES
 
 
 def cmd_run(args) -> int:
-    import time
+    return run_suite(load_suite(args.suite, parse_overrides(args.set)), args)
+
+
+def run_suite(suite, args) -> int:
+    """Run a loaded suite's missing runs with ``args.executor`` into ``args.results`` (the
+    path shared by ``run`` and ``tune``); returns the exit code."""
     not_before = time.time()
-    suite = load_suite(args.suite, parse_overrides(args.set))
     executor = make_executor(args.executor, _executor_options(args, suite.raw.get("resources")))  # checked first
     store = RunStore(args.results)
     store.check_writable(suite.name)
@@ -50,7 +56,7 @@ def cmd_run(args) -> int:
         parts.append(f"{len(plan.held)} running elsewhere")
     print(f"suite {suite.name}: {len(suite.runs)} runs, {', '.join(parts)}, {len(todo)} to run "
           f"→ {store.root / suite.name}" + (f" (executor {args.executor})" if todo else ""))
-    store.write_suite_info(suite.name, {**{k: suite.raw.get(k) for k in ("name", "description", "experiment")},
+    store.write_suite_info(suite.name, {**{k: suite.raw.get(k) for k in ("name", "description", "experiment", "tune")},
                                         "runs": steps})
     failed = [run.run_id for run, _ in plan.failed]
     if todo:
@@ -64,7 +70,7 @@ def cmd_run(args) -> int:
             with handle_interrupts(), reporter:
                 outcomes = executor.execute(jobs, ctx)
         except Interrupted as exc:
-            left = [job.run_id for job in jobs if store.inspect(suite.name, job.run_id).state not in ("finished", "failed")]
+            left = [job.run_id for job in jobs if not store.inspect(suite.name, job.run_id).state.stored]
             print(f"interrupted by {exc.name}: {len(jobs) - len(left)} of {len(jobs)} runs stored; a run going on was "
                   f"abandoned and left nothing behind; not done: {len(left)} ({', '.join(left)}). "
                   "Run the same command to resume.", file=sys.stderr)
@@ -123,6 +129,23 @@ def _summary_line(run, m: dict) -> str:
                     for rule in keys.es_rules(m) if m.get(keys.es(rule, "step")) is not None)
     return (f"{run.run_id} (seed {run.run.seed}): peak {m[keys.PEAK_PSNR]:.2f} dB @ {m[keys.PEAK_STEP]}{stops}, "
             f"final {m[keys.FINAL_PSNR]:.2f} dB (degraded {m[keys.DEGRADED_PSNR]:.2f} dB, {m['wall_time_s']:.0f} s)")
+
+
+def cmd_tune(args) -> int:
+    """Tune a method's declared settings for a task family and write its preset."""
+    suite = tune_suite(args.method, args.family, args.points, parse_overrides(args.set), args.tunables)
+    code = run_suite(suite, args)
+    store = RunStore(args.results)
+    table = trial_table(store, suite)
+    if (table["status"] == RunState.MISSING).any():
+        print(f"{int((table['status'] == RunState.MISSING).sum())} trial(s) not stored; no preset written "
+              "(run the same command to resume)", file=sys.stderr)
+        return code or 1
+    root = Path(args.presets_dir) if args.presets_dir else None
+    path = write_calibrated_preset(suite, table, args.rule, root)
+    print(f"preset written: {path} (trials: {path.with_suffix('.table.csv')})")
+    print(path.read_text())
+    return 0
 
 
 def cmd_list(args) -> int:
@@ -205,6 +228,22 @@ def main(argv=None) -> int:
     p_run.add_argument("--slurm-cluster", dest="cluster", choices=["slurm", "local"],
                        help="slurm: 'local' runs the array as local processes (testing); default: slurm when sbatch exists")
     p_run.add_argument("--detach", action="store_true", help="slurm: exit after submitting (see `status`)")
+    p_tune = sub.add_parser("tune", help="calibrate a method's tunable settings for a task family (writes its preset)",
+                            description="Grid search over the method's declared tunables on the family's calibration "
+                                        "measurements (benchmark/calibration.py); every trial is a stored run (resumable); "
+                                        "writes methods/presets/<family>/<method>.yaml and its trial table.")
+    p_tune.add_argument("method", help="method name (see `list`)")
+    p_tune.add_argument("--family", required=True, choices=sorted(PROTOCOLS), help="task family")
+    p_tune.add_argument("--rule", choices=sorted(RULES), default="peak",
+                        help="peak: best mean oracle peak PSNR (the surveys); es: best mean early-stopped PSNR")
+    p_tune.add_argument("--points", type=int, help="grid points per tunable (default: the protocol's)")
+    p_tune.add_argument("--tunables", nargs="+", metavar="KEY", help="tune only these (default: every declared tunable)")
+    p_tune.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a trial setting, e.g. run.max_steps=500")
+    p_tune.add_argument("--presets-dir", help="write the preset here instead of methods/presets/ (tests)")
+    for option in ("--results", "--executor", "--force", "--retry-failed", "--cpus-per-run", "--gpus-per-run", "--address",
+                   "--max-retries"):
+        action = next(a for a in p_run._actions if option in a.option_strings)
+        p_tune._add_action(action)
     p_status = sub.add_parser("status", help="finished / failed / running / pending runs, time spent and left")
     p_status.add_argument("suite", nargs="?", help="suite name (default: every suite in the results folder)")
     p_status.add_argument("--results", default="results", help="run store folder (default: results/)")
@@ -230,7 +269,7 @@ def main(argv=None) -> int:
                        help="import this file first: it may register methods/datasets (repeatable)")
     args = parser.parse_args(argv)
     quiet_lightning()
-    commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "reconstruct": cmd_reconstruct,
+    commands = {"run": cmd_run, "tune": cmd_tune, "list": cmd_list, "report": cmd_report, "reconstruct": cmd_reconstruct,
                 "status": cmd_status}
     try:
         _load_plugins(args)
@@ -245,7 +284,7 @@ def _load_plugins(args) -> None:
     a name registered twice is an error there, a plugin that fails to import a warning
     (``list`` shows both with the broken files; ``report`` and ``status`` only read the store)."""
     plugins.load_all(args.plugins)
-    if args.command in ("run", "reconstruct"):
+    if args.command in ("run", "reconstruct", "tune"):
         plugins.check_conflicts()
         plugins.warn_broken()
 

@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 from core.schema import ConfigError, Keyed, NonNegativeInt, PositiveInt, Range, from_dict
 from core.yamlio import yaml_load
 from datamodules.registry import DATASETS
+from methods.presets import load_preset
 from methods.registry import METHODS, incompatibility
 from scoring.stopping import RunningVarianceConfig, stopping_rule_configs
 
@@ -92,10 +93,12 @@ class RunConfig:
     method_cfg: typing.Any
     dataset_cfg: typing.Any
     run: RunSettings = field(default_factory=RunSettings)
+    presets: dict = field(default_factory=dict)  # method setting -> source of the preset that supplied it
 
     def to_dict(self) -> dict:
+        preset = {"preset": dict(sorted(self.presets.items()))} if self.presets else {}
         return {
-            "method": {"name": self.method, **dataclasses.asdict(self.method_cfg)},
+            "method": {"name": self.method, **dataclasses.asdict(self.method_cfg), **preset},
             "dataset": {"name": self.dataset, **dataclasses.asdict(self.dataset_cfg)},
             "run": dataclasses.asdict(self.run),
         }
@@ -107,9 +110,13 @@ class RunConfig:
         return f"{self.method}__{self.dataset}__{digest}"
 
 
-def resolve(config: dict) -> RunConfig:
+def resolve(config: dict, presets: bool = True) -> RunConfig:
     """Validate a raw ``{"method": {...}, "dataset": {...}, "run": {...}}`` dict: a pure
-    function of the config and the registries (plugins are loaded by the caller beforehand)."""
+    function of the config, the registries (plugins are loaded by the caller beforehand) and
+    the preset files. The preset of the method for the dataset's family (methods/presets.py)
+    fills the method settings the config leaves unset, unless ``presets`` is False; a config
+    that already records its presets (``method.preset``: a stored, resolved config) keeps
+    that record."""
     unknown = sorted(set(config) - {"method", "dataset", "run"})
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}; valid: method, dataset, run")
@@ -121,12 +128,22 @@ def resolve(config: dict) -> RunConfig:
         raise ConfigError(f"unknown method {mname!r}; valid: {', '.join(sorted(methods))}")
     if dname not in datasets:
         raise ConfigError(f"unknown dataset {dname!r}; valid: {', '.join(sorted(datasets))}")
+    dataset_cfg = from_dict(datasets[dname].config, dataset, "dataset")
+    recorded = method.pop("preset", None)
+    if recorded is not None:
+        applied = dict(recorded)
+    else:
+        family = datasets[dname].family(dataset_cfg) if presets else None
+        preset = load_preset(mname, family, methods[mname].config)
+        applied = {key: p.source for key, p in preset.items() if key not in method}
+        method = {**{key: preset[key].value for key in applied}, **method}
     run = RunConfig(
         method=mname,
         dataset=dname,
         method_cfg=from_dict(methods[mname].config, method, "method"),
-        dataset_cfg=from_dict(datasets[dname].config, dataset, "dataset"),
+        dataset_cfg=dataset_cfg,
         run=from_dict(RunSettings, dict(config.get("run") or {}), "run"),
+        presets=applied,
     )
     check_compatible_sizes(run)
     reason = incompatibility(methods[mname], run.method_cfg, datasets[dname], run.dataset_cfg)

@@ -13,6 +13,12 @@ A suite file (``benchmark/suites/<name>.yaml``)::
           # a value {image_set: a_fig3} expands to that named image set
     plugins: [my_methods.py]    # optional: files registering methods/datasets (paths relative
                                 # to this file; benchmark/plugins.py), loaded before expansion
+    presets: true               # optional (default true): fill unset task-dependent settings from
+                                # the method's preset for the dataset's family
+
+Presets: a method's settings that depend on the task family come from its preset
+(``methods/presets/<family>/<method>.yaml``) unless the suite gives them; ``presets: false``
+runs every method with its config defaults instead.
 
 Precedence (mappings merge key by key, except that a mapping naming another component, e.g.
 ``net: {name: deep_decoder}`` over a ``set:`` U-Net, replaces it): ``set`` < ``grid`` < keys of a ``methods`` /
@@ -43,8 +49,10 @@ from datamodules.sources.image_sets import images_in_set
 from methods.registry import METHODS
 
 SUITES_DIR = Path(__file__).parent / "suites"
+# resources: executor options (benchmark/cli.py EXECUTOR_OPTIONS), not part of run ids; tune: written by
+# benchmark/calibration.py for a calibration suite (method, family, tunables)
 SUITE_KEYS = {"name", "description", "experiment", "methods", "datasets", "seeds", "set", "grid", "notes", "plugins",
-              "resources"}  # resources: executor options (benchmark/cli.py EXECUTOR_OPTIONS), not part of run ids
+              "resources", "presets", "tune"}
 
 
 @dataclass
@@ -172,6 +180,9 @@ def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | Non
     methods = METHODS
     seeds = raw.get("seeds", [0])
     fixed, grid = dict(raw.get("set") or {}), dict(raw.get("grid") or {})
+    use_presets = raw.get("presets", True)  # false: every method runs with its config defaults (methods/presets.py)
+    if not isinstance(use_presets, bool):
+        raise ConfigError(f"{where}: presets must be true or false, got {use_presets!r}")
     points = []  # (label, is_baseline, run of the file alone or None, final run)
     for i, method_item in enumerate(raw["methods"]):
         for j, dataset_item in enumerate(raw["datasets"]):
@@ -195,13 +206,14 @@ def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | Non
                     label = ", ".join([pair, *(f"{k}={v}" for k, v in zip(keys, combo)), f"seed {seed}"])
                     layers = [(fixed, True), (dict(zip(keys, combo)), True), (entry, False)]
                     try:
-                        final = _resolve(_build(names, seed, [*layers, (overrides, True)], skip), f"{where}, {label}")
+                        final = _resolve(_build(names, seed, [*layers, (overrides, True)], skip), f"{where}, {label}",
+                                         use_presets)
                     except IncompatibleError as exc:
                         reason = (names["method"], names["dataset"], exc.reason)
                         if reason not in skipped:
                             skipped.append(reason)
                         continue
-                    alone = _try_resolve(_build(names, seed, layers, skip)) if overrides else final
+                    alone = _try_resolve(_build(names, seed, layers, skip), use_presets) if overrides else final
                     points.append((label, is_baseline, alone, final))
     _check_no_duplicate_dip_runs(points, where)
     if overrides:
@@ -212,18 +224,18 @@ def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | Non
     return list(runs.values())
 
 
-def _resolve(config: dict, label: str) -> RunConfig:
+def _resolve(config: dict, label: str, presets: bool = True) -> RunConfig:
     try:
-        return resolve(config)
+        return resolve(config, presets)
     except IncompatibleError:
         raise
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from exc
 
 
-def _try_resolve(config: dict) -> RunConfig | None:
+def _try_resolve(config: dict, presets: bool = True) -> RunConfig | None:
     try:
-        return resolve(config)
+        return resolve(config, presets)
     except ConfigError:
         return None  # the file alone is incomplete; --set completes it
 

@@ -60,6 +60,56 @@ class Keyed:
     registry: Callable[[], dict[str, type]]
 
 
+@dataclass(frozen=True)
+class Tunable:
+    """A setting that its paper tunes: ``benchmark tune`` searches ``[low, high]`` on a ``log``
+    or ``linear`` scale (``integer``: rounded, e.g. inner steps). Put it in the field's
+    ``Annotated`` metadata next to its ``Range``::
+
+        tv_weight: Annotated[float, Range(ge=0), Tunable(1e-3, 1.0)] = 0.06
+    """
+
+    low: float
+    high: float
+    scale: typing.Literal["log", "linear"] = "log"
+    integer: bool = False
+
+    def __post_init__(self):
+        if not self.low < self.high:
+            raise ValueError(f"Tunable: low = {self.low} must be below high = {self.high}")
+        if self.scale == "log" and self.low <= 0:
+            raise ValueError(f"Tunable: a log scale needs low > 0, got {self.low}")
+        if self.scale not in ("log", "linear"):
+            raise ValueError(f"Tunable: scale must be log or linear, got {self.scale!r}")
+
+    def grid(self, points: int) -> list:
+        """``points`` values spanning the range evenly on its scale (ends included)."""
+        if points < 2:
+            raise ValueError("a grid needs at least 2 points")
+        if self.scale == "log":
+            ratio = (self.high / self.low) ** (1 / (points - 1))
+            values = [self.low * ratio**i for i in range(points)]
+        else:
+            values = [self.low + (self.high - self.low) * i / (points - 1) for i in range(points)]
+        values[-1] = self.high
+        if self.integer:
+            return sorted({int(round(v)) for v in values})
+        return [float(f"{v:.3g}") for v in values]
+
+
+def tunables(config_cls) -> dict[str, Tunable]:
+    """The declared tunable fields of a config dataclass, in field order."""
+    hints = typing.get_type_hints(config_cls, include_extras=True)
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        hint = hints[f.name]
+        if typing.get_origin(hint) is typing.Annotated:
+            marker = next((m for m in hint.__metadata__ if isinstance(m, Tunable)), None)
+            if marker is not None:
+                out[f.name] = marker
+    return out
+
+
 PositiveInt = Annotated[int, Range(ge=1)]
 NonNegativeInt = Annotated[int, Range(ge=0)]
 PositiveFloat = Annotated[float, Range(gt=0)]

@@ -28,6 +28,17 @@ CAPABILITIES = {
 }
 
 
+# Task families: settings that depend on the task (weights, input, output layer) are presets per
+# method × family (methods/presets/<family>/<method>.yaml). A dataset's family follows from the
+# capability that defines it, so a user's own file of a family gets that family's presets.
+FAMILIES = {"ct": "ct", "mri": "mri_multicoil", "natural": "natural_image"}  # family -> defining capability
+
+
+def family_of(capabilities) -> str | None:
+    """The task family of a dataset with these capabilities (None: none of them)."""
+    return next((family for family, cap in FAMILIES.items() if cap in capabilities), None)
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     """What a method may ask of a task before it is built: its name and capabilities."""
@@ -49,6 +60,9 @@ class DatasetSpec(Entry):
     def capabilities_for(self, cfg) -> frozenset[str]:
         caps = self.capabilities(cfg) if callable(self.capabilities) else self.capabilities
         return frozenset(caps)
+
+    def family(self, cfg) -> str | None:
+        return family_of(self.capabilities_for(cfg))
 
     def info(self, cfg) -> TaskInfo:
         return TaskInfo(self.name, self.capabilities_for(cfg))

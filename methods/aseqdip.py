@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 
-from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Tunable
 from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
@@ -22,8 +22,10 @@ class ASeqDIPConfig(NormalisedDIPConfig):
     # weight is λ = 0.01·m·‖A‖⁴/‖A‖_F² ≈ 41 at 501² (‖A‖² = 46.5, ‖A‖_F² = 4084, m = 7680 for our simulated walnut;
     # 13 at 64²): it depends on size and geometry, so pass it per suite, not as a default.
     lr: PositiveFloat = 1e-4  # Survey A Fig. 6 (handbook 1e-4; official CT 2e-4)
-    lam: NonNegativeFloat = 1.0  # λ of eq 36, on a per-pixel mean (Survey A Fig. 6; official denoising/CT 1, deblur 5)
-    inner_steps: PositiveInt = 2  # N_sub of Alg. 8 (official denoising/inpainting/deblurring 2; CT 10; handbook 5)
+    # λ of eq 36, on a per-pixel mean (Survey A Fig. 6; official denoising/CT 1, deblur 5)
+    lam: Annotated[NonNegativeFloat, Tunable(0.1, 100.0)] = 1.0
+    # N_sub of Alg. 8 (official denoising/inpainting/deblurring 2; CT 10; handbook 5)
+    inner_steps: Annotated[PositiveInt, Tunable(1, 10, integer=True)] = 2
     # z⁽⁰⁾: "degraded" = the task's classical image: the noisy / masked / blurred photo, FBP for CT,
     # zero-filled for MRI, as the official scripts per task (handbook: FBP; Survey B text: Aᵀy = "adjoint")
     input: Literal["degraded", "noise", "fbp", "adjoint"] = "degraded"

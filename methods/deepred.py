@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import deepinv as dinv
 import torch
 
-from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range, Tunable
 from methods.base import DIPConfig, DIPModule
 from methods.denoisers import DenoiserConfig, NLMDenoiserConfig, build_denoiser
 from methods.registry import register_method
@@ -23,7 +23,8 @@ class DeepREDConfig(DIPConfig):
     # same lr and input 26.7 / 25.2.
     lr: PositiveFloat = 0.008  # Adam lr of θ (code LR=0.008)
     grad_clip: Annotated[float, Range(gt=0)] | None = None  # the code does not clip
-    lam: NonNegativeFloat = 0.5  # λ, weight of the RED term (code beta=.5, "lambda in the article")
+    # λ, weight of the RED term (code beta=.5, "lambda in the article")
+    lam: Annotated[NonNegativeFloat, Tunable(0.05, 5.0)] = 0.5
     mu: PositiveFloat = 0.5  # μ, ADMM penalty (code mu=.5)
     sigma: PositiveFloat = 3 / 255  # σ passed to the denoiser (code sigma_f=3 on the 0–255 scale)
     update_every: PositiveInt = 10  # the denoised image D(x) is refreshed every n-th iteration (code update_iter=10)

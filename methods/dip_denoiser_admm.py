@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import deepinv as dinv
 import torch
 
-from core.schema import NonNegativeFloat, PositiveFloat
+from core.schema import NonNegativeFloat, PositiveFloat, Tunable
 from methods.base import DIPModule
 from methods.denoisers import DenoiserSplittingConfig, build_denoiser
 from methods.registry import register_method
@@ -21,7 +22,8 @@ class DIPDenoiserADMMConfig(DenoiserSplittingConfig):
     # σ = 0.01, 1500 steps, lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP
     # 27.6 / 21.7): β = 0.15: 28.0 / 21.9, 0.5: 28.0 / 23.2, 1.5: 28.5 / 24.9, 5: 28.4 / 28.2 (peak at 1497)
     # (measured as 2β with the coupling written ½β; docs/conventions.md §13).
-    beta: NonNegativeFloat = 5.0  # ADMM coupling penalty β of Alg. 6 line 5, on a per-pixel mean; measured
+    # ADMM coupling penalty β of Alg. 6 line 5, on a per-pixel mean; measured
+    beta: Annotated[NonNegativeFloat, Tunable(0.05, 50.0)] = 5.0
     sigma: PositiveFloat = 0.01  # σ of the denoiser D_σ (handbook --denoise_strength 0.01)
 
 

@@ -3,12 +3,13 @@ with the TV prox replaced by a denoiser)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import deepinv as dinv
 import numpy as np
 import torch
 
-from core.schema import NonNegativeFloat, PositiveFloat
+from core.schema import NonNegativeFloat, PositiveFloat, Tunable
 from methods.base import DIPModule
 from methods.denoisers import DenoiserSplittingConfig, build_denoiser
 from methods.registry import register_method
@@ -23,7 +24,8 @@ class DIPDenoiserHQSConfig(DenoiserSplittingConfig):
     # lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP 27.6 / 21.7): λ = 0.015:
     # 27.7 / 23.6, 0.025: 27.9 / 25.0, 0.05: 28.0 / 26.7, 0.15: 25.3 / 24.4, 0.5: 21.5 / 19.9 (measured as
     # 2λ with the coupling written ½μ_k; docs/conventions.md §13).
-    splitting: NonNegativeFloat = 0.05  # λ of eq 32 / Alg. 4 line 3: μ_k = λ/σ_k, on a per-pixel mean; measured
+    # λ of eq 32 / Alg. 4 line 3: μ_k = λ/σ_k, on a per-pixel mean; measured
+    splitting: Annotated[NonNegativeFloat, Tunable(1e-3, 3.0)] = 0.05
     sigma_max: PositiveFloat = 0.5  # σ_1 of the log-spaced decreasing schedule σ_k (handbook: 0.5 → 0.01)
     sigma_min: PositiveFloat = 0.01  # σ_K (handbook)
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import deepinv as dinv
 import torch
 
-from core.schema import PositiveFloat, PositiveInt
+from core.schema import PositiveFloat, PositiveInt, Tunable
 from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
@@ -19,7 +20,7 @@ class DIPTVHQSConfig(NormalisedDIPConfig):
     # that is 1.0·‖A‖⁴/‖A‖_F² = 0.53 on the Survey B walnut problem (60×128 rays at 501²: ‖A‖² = 46.5,
     # ‖A‖_F² = 4084), which survey_b_table2 sets; the default was that value under the old spectral rule.
     # The HQS objective ℓ + β‖x−u‖²_mean + (2βα_k)·TV_mean(u) weighs TV by 2λ, whatever the schedule.
-    splitting_strength: PositiveFloat = 2e-4
+    splitting_strength: Annotated[PositiveFloat, Tunable(1e-3, 10.0)] = 2e-4
     tv_max: PositiveFloat = 0.5  # α_1, prox step of the first outer iteration (handbook run_dip.py "tv_min" 0.5)
     tv_min: PositiveFloat = 0.01  # α_K, of the last (handbook "tv_max" 1e-2: its names are swapped, the effect decreases)
     inner_steps: PositiveInt = 10  # N_sub network steps per u-update (handbook --inner_steps 10)

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import deepinv as dinv
 import torch
 
-from core.schema import NonNegativeFloat, PositiveFloat
+from core.schema import NonNegativeFloat, PositiveFloat, Tunable
 from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
@@ -32,7 +32,7 @@ class DIPTVJointConfig(NormalisedDIPConfig):
     # (docs/conventions.md §1), on walnut 64² (tiny net, lr 5e-3, 2000 steps): α = 0 / 5e-4 / 5e-3 / 1e-2 peak
     # 25.3 / 25.1 / 20.6 / 18.2 dB; in today's units these α are 115× larger (0.058 for 5e-4).
     # Measured on walnut 64² (tiny net, lr 5e-3, 2000 steps): α = 0 / 5e-4 / 5e-3 / 1e-2 peak 25.3 / 25.1 / 20.6 / 18.2 dB
-    tv_weight: NonNegativeFloat = 5e-4
+    tv_weight: Annotated[NonNegativeFloat, Tunable(1e-3, 3.0)] = 5e-4
     tv: Literal["isotropic", "anisotropic"] = "isotropic"  # Survey B §4.2 (isotropic) | handbook tv_loss (anisotropic)
 
 

@@ -12,7 +12,7 @@ import torch
 from torch.distributions import Bernoulli, kl_divergence
 from torch.nn.utils import parametrize
 
-from core.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
+from core.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, Tunable
 from methods.base import DIPConfig, DIPModule, ParamGroup, Stage
 from methods.registry import register_method
 
@@ -23,7 +23,8 @@ MASK_FORMAT = "dipbench-oes-mask-v1"
 class OESConfig(DIPConfig):
     # Reference code: github.com/Avra98/Optimal-Eye-Surgeon (dip_mask.py, configs/config_mask.yaml,
     # src/utils/quant.py, train_sparse.py); Survey A Fig. 6 for the learning rates.
-    sparsity: Annotated[float, Range(gt=0, lt=1)] = 0.05  # fraction of weights kept (Survey A Fig. 6; config_mask.yaml 0.05)
+    # fraction of weights kept (Survey A Fig. 6; config_mask.yaml 0.05)
+    sparsity: Annotated[float, Range(gt=0, lt=1), Tunable(0.01, 0.5)] = 0.05
     mask_lr: PositiveFloat = 1e-2  # Adam lr of the mask logits (Survey A Fig. 6; config_mask.yaml lr 0.01)
     lr: PositiveFloat = 1e-3  # Adam lr of the kept weights in stage 2 (Survey A Fig. 6; train_sparse() default: 0.01)
     mask_steps: NonNegativeInt = 60000  # stage-1 iterations (config_mask.yaml max_steps 60000); 0 with mask_path

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import torch
 
-from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Range, Tunable
 from methods.base import DIPModule, NormalisedDIPConfig
 from methods.registry import register_method
 
@@ -22,7 +22,8 @@ class SelfGuidedDIPConfig(NormalisedDIPConfig):
     # ≈ 0.01·N²·n·‖A‖⁴/‖A‖_F² ≈ 2e4 at 501² (‖A‖² = 46.5, ‖A‖_F² = 4084 for our simulated walnut), and it changes
     # with the image size: pass it per suite, not as a default.
     lr: PositiveFloat = 3e-4  # Survey A Fig. 6 (handbook: 1e-4)
-    lam: NonNegativeFloat = 0.1  # λ of Alg. 7 line 4, on a per-pixel mean (Survey A Fig. 6); see above for the handbook
+    # λ of Alg. 7 line 4, on a per-pixel mean (Survey A Fig. 6); see above for the handbook
+    lam: Annotated[NonNegativeFloat, Tunable(0.01, 1e5)] = 0.1
     learn_input: bool = True  # z is optimised with θ (Alg. 7 line 5), parameter group "input"
     input_lr: PositiveFloat | None = 0.1  # Adam lr of z (official demo and handbook: 0.1)
     input_dist: Literal["gaussian", "uniform"] = "uniform"  # official demo: z = rand(·), U[0, 1)

@@ -84,7 +84,8 @@ def paper_method_name(row: dict) -> str:
 def varying_keys(runs: pd.DataFrame, prefix: str) -> list[str]:
     """Config keys under ``prefix`` that take more than one value among DIP runs."""
     dip = runs[runs["kind"] == MethodKind.DIP] if "kind" in runs else runs
-    keys = [c for c in runs.columns if c.startswith(prefix) and c not in AGGREGATED and not c.endswith(".name")]
+    keys = [c for c in runs.columns if c.startswith(prefix) and c not in AGGREGATED and not c.endswith(".name")
+            and not c.startswith("method.preset.")]  # where a value came from, not a setting
     return [k for k in keys if dip[k].astype(str).nunique() > 1]
 
 

@@ -62,11 +62,10 @@ def _fbp_extras(op, y, iterations: int) -> tuple[torch.Tensor, str]:
 
 
 @dataclass
-class WalnutConfig:
-    # simulated (real slice, simulated data) | real (Zenodo layout + published matrix)
-    source: Literal["simulated", "real"] = "simulated"
-    root: str | None = None  # walnut folder (default: $DIPBENCH_DATA/walnut, data/walnut, ../shared/data/walnut)
-    image_size: ImageSize = 256  # simulated: the 256² real slice resized to this size
+class SimulatedCTConfig:
+    """A measurement simulated on a real or synthetic slice with the walnut scanner's geometry."""
+
+    image_size: ImageSize = 256  # simulated: the slice resized to this size
     # simulated: fan (full circle, walnut scanner proportions) | parallel (half circle)
     geometry: Literal["fan", "parallel"] = "fan"
     n_angles: PositiveInt = 60  # simulated
@@ -75,7 +74,6 @@ class WalnutConfig:
     noise: NonNegativeFloat = 0.01  # simulated: Gaussian noise std as a fraction of mean |Ax|
     noise_seed: NonNegativeInt = 0
     fbp_iterations: PositiveInt = 10  # LSQR iterations of the "FBP" image for fan beam and the real matrix
-    real: walnut_src.WalnutLayout = field(default_factory=walnut_src.WalnutLayout)  # source=real only
 
     def __post_init__(self):
         if self.geometry == "fan" and self.projector == "linear":
@@ -83,8 +81,26 @@ class WalnutConfig:
                              "or geometry=parallel")
 
 
+@dataclass
+class WalnutConfig(SimulatedCTConfig):
+    # simulated (real slice, simulated data) | real (Zenodo layout + published matrix)
+    source: Literal["simulated", "real"] = "simulated"
+    root: str | None = None  # walnut folder (default: $DIPBENCH_DATA/walnut, data/walnut, ../shared/data/walnut)
+    real: walnut_src.WalnutLayout = field(default_factory=walnut_src.WalnutLayout)  # source=real only
+
+
 def _simulated_walnut(cfg: WalnutConfig, folder) -> tuple:
     gt = resize(torch.from_numpy(walnut_src.load_gt_256(folder)), cfg.image_size).clamp_min(0)
+    gt, y, op, info = simulate_walnut_scanner(gt, cfg)
+    label = (f"real Walnut 1 slice (256² copy, resized to {cfg.image_size}²), {cfg.geometry}-beam measurement "
+             f"{cfg.n_angles} angles × {info['n_detectors']} detectors simulated on real slice with ASTRA "
+             f"({cfg.projector}), Gaussian noise {cfg.noise:g}·mean|Ax|")
+    return gt, y, op, label, info
+
+
+def simulate_walnut_scanner(gt: torch.Tensor, cfg: SimulatedCTConfig) -> tuple:
+    """``gt`` (n × n, n = ``cfg.image_size``) measured with the walnut scanner's geometry:
+    line integrals in mm, Gaussian noise of ``cfg.noise``·mean|Ax|. Returns (gt, y, op, info)."""
     n = cfg.image_size
     pixel_mm = walnut_src.FIELD_OF_VIEW_MM / n
     n_det = cfg.n_detectors or min(128, n)
@@ -100,12 +116,9 @@ def _simulated_walnut(cfg: WalnutConfig, folder) -> tuple:
     sigma = cfg.noise * float(clean.abs().mean())
     gen = torch.Generator().manual_seed(cfg.noise_seed)
     y = clean + sigma * torch.randn(clean.shape, generator=gen)
-    label = (f"real Walnut 1 slice (256² copy, resized to {n}²), {cfg.geometry}-beam measurement "
-             f"{cfg.n_angles} angles × {n_det} detectors simulated on real slice with ASTRA ({cfg.projector}), "
-             f"Gaussian noise {cfg.noise:g}·mean|Ax|")
     info = {"geometry": cfg.geometry, "n_angles": cfg.n_angles, "n_detectors": n_det, "pixel_mm": pixel_mm,
             "noise_sigma": sigma, "operator_key": geom.key()}
-    return gt, y, op, label, info
+    return gt, y, op, info
 
 
 def _real_walnut(cfg: WalnutConfig, folder) -> tuple:
@@ -126,9 +139,14 @@ def build_walnut(cfg: WalnutConfig) -> Task:
         gt, y, op, label, info = _simulated_walnut(cfg, folder)
     else:
         gt, y, op, label, info = _real_walnut(cfg, folder)
-    fbp, how = _fbp_extras(op, y, cfg.fbp_iterations)
+    return scanner_task("walnut", gt, y, op, label, info, cfg.fbp_iterations)
+
+
+def scanner_task(name: str, gt, y, op, label: str, info: dict, fbp_iterations: int) -> Task:
+    """A walnut-scanner CT task: FBP-type image as degraded/extras, PSNR in the inscribed circle."""
+    fbp, how = _fbp_extras(op, y, fbp_iterations)
     return Task(
-        name="walnut",
+        name=name,
         gt=gt,
         y=y,
         physics=op,

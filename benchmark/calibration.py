@@ -1,0 +1,161 @@
+"""Calibration: tune a method's declared tunables (``core.schema.Tunable``) for one task
+family on *calibration* measurements, never on the measurements the evaluation suites
+report, and write the family preset (methods/presets.py) with its provenance.
+
+Protocol per family (:data:`PROTOCOLS`): the calibration datasets, and the settings shared by
+every trial, which mirror the family's CPU evaluation twin (same network, optimiser,
+learning rate, size and noise level) so that a tuned weight means the same there. The
+search is a grid over the tunables (``Tunable.grid``, log or linear; the product grid for
+two), every trial an ordinary run of the suite ``tune__<method>__<family>`` in the run
+store: resumable after a kill, on any executor. The choice follows a stated rule:
+
+- ``peak``: the best mean oracle peak PSNR over the calibration images (the surveys' rule);
+- ``es``: the best mean early-stopped PSNR (running variance), usable without ground truth.
+
+A trial that failed (diverged) ranks last. The table of every trial is written beside the
+preset (``<method>.table.csv``) and the report draws it as sensitivity curves.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.config import ConfigError
+from benchmark.provenance import git_version
+from benchmark.store import RunStore, inspect_folder
+from benchmark.suites import Suite, expand
+from core import keys
+from core.results import RunState
+from core.schema import tunables
+from methods.presets import PRESETS_DIR, PresetValue, preset_path, write_preset
+from methods.registry import METHODS
+
+RULES = {"peak": keys.PEAK_PSNR, "es": keys.es("running_variance", "psnr")}
+TWIN_NET = {"name": "unet", "scales": 5, "channels": 32, "skip_channels": [4, 4, 4, 4, 4]}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    family: str
+    description: str
+    datasets: list[dict]
+    settings: dict = field(default_factory=dict)  # dotted keys shared by every trial
+    points: int = 5  # grid points per tunable
+
+
+PROTOCOLS = {
+    "ct": Protocol(
+        "ct",
+        "CT calibration: the real head CT of pydicom-data and a random-ellipse phantom (not the walnut), each "
+        "measured like survey_b_table2_quick (walnut scanner fan beam, 60 angles, 64², 15 % noise; simulated); the "
+        "twin's network and optimiser (5-scale 32-channel U-Net, AMSGrad lr 0.02), 1500 iterations (the twin's vanilla DIP peaks near 1500)",
+        datasets=[{"name": "ct_calibration", "image": "head", "image_size": 64, "noise": 0.15},
+                  {"name": "ct_calibration", "image": "ellipses", "image_size": 64, "noise": 0.15}],
+        settings={"method.lr": 0.02, "method.optimizer": "amsgrad", "method.net": TWIN_NET,
+                  "run.max_steps": 1500, "run.stopping.running_variance.patience": 500},
+        points=4,
+    ),
+    "natural": Protocol(
+        "natural",
+        "natural-image calibration: Gaussian denoising σ = 25/255 of photos outside every evaluation image set "
+        "(scikit-image camera and moon, 64² crops; simulated noise), survey_a_fig6_quick's network, 2000 iterations",
+        datasets=[{"name": "denoising", "image": image, "crop": 64, "sigma": 25} for image in ("camera", "moon")],
+        settings={"method.net": {"name": "unet", "scales": 5, "channels": 32, "skip_channels": [0, 0, 0, 4, 4]},
+                  "run.max_steps": 2000, "run.stopping.running_variance.patience": 300},
+    ),
+}
+
+
+def tune_suite(method: str, family: str, points: int | None = None, overrides: dict | None = None,
+               only: list[str] | None = None) -> Suite:
+    """The trials of tuning ``method`` for ``family``, as an ordinary suite (``only``: a
+    subset of its tunables; the others keep their preset or default)."""
+    if family not in PROTOCOLS:
+        raise ConfigError(f"no calibration protocol for family {family!r}; valid: {', '.join(PROTOCOLS)}")
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; valid: {', '.join(sorted(METHODS))}")
+    declared = tunables(METHODS[method].config)
+    if not declared:
+        raise ConfigError(f"{method} declares no tunable settings (core.schema.Tunable in its config); nothing to tune")
+    unknown = sorted(set(only or ()) - set(declared))
+    if unknown:
+        raise ConfigError(f"{method} has no tunable {', '.join(unknown)}; its tunables: {', '.join(declared)}")
+    declared = {k: t for k, t in declared.items() if not only or k in only}
+    protocol = PROTOCOLS[family]
+    n = points or protocol.points
+    raw = {"name": suite_name(method, family), "experiment": "calibration",
+           "description": f"calibration of {method} for {family}: {protocol.description}; grid of {n} points per "
+                          f"tunable over {', '.join(f'{k} [{t.low:g}, {t.high:g}] ({t.scale})' for k, t in declared.items())}",
+           "methods": [method], "datasets": protocol.datasets, "seeds": [0], "set": dict(protocol.settings),
+           "grid": {f"method.{k}": t.grid(n) for k, t in declared.items()},
+           "tune": {"method": method, "family": family, "tunables": list(declared)}}
+    skipped: list = []
+    runs = expand(raw, overrides or {}, f"tune {method} {family}", skipped)
+    if not runs:
+        reason = skipped[0][2] if skipped else "no runs"
+        raise ConfigError(f"{method} cannot be tuned for {family}: {reason}")
+    return Suite(raw["name"], raw["description"], runs, raw, skipped)
+
+
+def suite_name(method: str, family: str) -> str:
+    return f"tune__{method}__{family}"  # one suite per method × family: trials of any grid are kept and reused
+
+
+def trial_table(store: RunStore, suite: Suite) -> pd.DataFrame:
+    """One row per trial of the suite: its tunable values, calibration image, status and
+    peak / early-stopped / final PSNR."""
+    names = suite.raw["tune"]["tunables"]
+    rows = []
+    for run in suite.runs:
+        state = inspect_folder(store.run_dir(suite.name, run))
+        metrics = state.metrics if state.state == RunState.FINISHED else {}
+        cfg = run.dataset_cfg
+        row = {k: getattr(run.method_cfg, k) for k in names}
+        row.update({"calibration_image": "/".join(str(getattr(cfg, a)) for a in ("image", "phantom_seed") if hasattr(cfg, a))
+                    if hasattr(cfg, "image") else run.dataset, "status": str(state.state),
+                    "peak_psnr": metrics.get(keys.PEAK_PSNR), "peak_step": metrics.get(keys.PEAK_STEP),
+                    "es_psnr": metrics.get(RULES["es"]), "final_psnr": metrics.get(keys.FINAL_PSNR)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def choose(table: pd.DataFrame, names: list[str], rule: str) -> tuple[dict, pd.DataFrame]:
+    """The tunable values with the best mean PSNR under ``rule`` over the calibration images
+    (a failed trial counts as −inf), and the per-setting summary it was chosen from."""
+    column = {"peak": "peak_psnr", "es": "es_psnr"}[rule]
+    scored = table.assign(score=pd.to_numeric(table[column], errors="coerce").fillna(-math.inf))
+    summary = scored.groupby(names, as_index=False).agg(
+        score=("score", "mean"), peak_psnr=("peak_psnr", "mean"), es_psnr=("es_psnr", "mean"),
+        final_psnr=("final_psnr", "mean"), failed=("status", lambda s: int((s != RunState.FINISHED).sum())))
+    best = summary.loc[summary["score"].idxmax()]
+    if not math.isfinite(best["score"]):
+        raise ConfigError(f"every trial failed or scored nothing under rule {rule!r}; see the suite's runs")
+    values = {k: (int(best[k]) if isinstance(table[k].iloc[0], int) else float(best[k])) for k in names}
+    return values, summary
+
+
+def write_calibrated_preset(suite: Suite, table: pd.DataFrame, rule: str, root: Path | None = None) -> Path:
+    """Choose by ``rule`` and write the preset and its trial table (``<method>.table.csv``)."""
+    tune = suite.raw["tune"]
+    method, family, names = tune["method"], tune["family"], tune["tunables"]
+    values, summary = choose(table, names, rule)
+    path = preset_path(method, family, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table_path = path.with_suffix(".table.csv")
+    table.assign(rule=rule, chosen=table[names].eq(pd.Series(values)).all(axis=1)).to_csv(table_path, index=False)
+    version = git_version()
+    commit = (version.get("git_commit") or "unknown")[:10] + ("+uncommitted changes" if version.get("git_dirty") else "")
+    steps = suite.runs[0].run.max_steps
+    shown = (root or PRESETS_DIR).parent
+    table_label = table_path.relative_to(shown) if table_path.is_relative_to(shown) else table_path
+    source = (f"calibrated: suite {suite.name} ({len(table['calibration_image'].unique())} calibration images of "
+              f"{family}, {steps} iterations), code {commit}, {datetime.date.today().isoformat()}, rule {rule} "
+              f"(best mean {'peak' if rule == 'peak' else 'early-stopped'} PSNR), table {table_label}")
+    comment = (f"Written by `python -m benchmark tune {method} --family {family} --rule {rule}`; rerun it to change.\n"
+               "Per setting (mean over the calibration images):\n"
+               + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return write_preset(method, family, {k: PresetValue(v, source) for k, v in values.items()}, comment, root)
