@@ -52,7 +52,8 @@ PROTOCOLS = {
         "ct",
         "CT calibration: the real head CT of pydicom-data and a random-ellipse phantom (not the walnut), each "
         "measured like survey_b_table2_quick (walnut scanner fan beam, 60 angles, 64², 15 % noise; simulated); the "
-        "twin's network and optimiser (5-scale 32-channel U-Net, AMSGrad lr 0.02), 1500 iterations (the twin's vanilla DIP peaks near 1500)",
+        "twin's network and optimiser (5-scale 32-channel U-Net, AMSGrad lr 0.02), 1500 iterations (the twin's "
+        "vanilla DIP peaks near 1500)",
         datasets=[{"name": "ct_calibration", "image": "head", "image_size": 64, "noise": 0.15},
                   {"name": "ct_calibration", "image": "ellipses", "image_size": 64, "noise": 0.15}],
         settings={"method.lr": 0.02, "method.optimizer": "amsgrad", "method.net": TWIN_NET,
@@ -158,4 +159,6 @@ def write_calibrated_preset(suite: Suite, table: pd.DataFrame, rule: str, root: 
     comment = (f"Written by `python -m benchmark tune {method} --family {family} --rule {rule}`; rerun it to change.\n"
                "Per setting (mean over the calibration images):\n"
                + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    return write_preset(method, family, {k: PresetValue(v, source) for k, v in values.items()}, comment, root)
+    cfg = suite.runs[0].dataset_cfg
+    size = next((s for s in (getattr(cfg, k, None) for k in ("image_size", "crop")) if isinstance(s, int)), None)
+    return write_preset(method, family, {k: PresetValue(v, source, size) for k, v in values.items()}, comment, root)

@@ -135,7 +135,9 @@ def resolve(config: dict, presets: bool = True) -> RunConfig:
     else:
         family = datasets[dname].family(dataset_cfg) if presets else None
         preset = load_preset(mname, family, methods[mname].config)
-        applied = {key: p.source for key, p in preset.items() if key not in method}
+        size = next((s for s in (getattr(dataset_cfg, k, None) for k in ("image_size", "crop"))
+                     if isinstance(s, int) and not isinstance(s, bool)), None)
+        applied = {key: p.source_at(size) for key, p in preset.items() if key not in method}
         method = {**{key: preset[key].value for key in applied}, **method}
     run = RunConfig(
         method=mname,

@@ -33,6 +33,14 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 class PresetValue:
     value: object
     source: str  # "paper: …" or "calibrated: …"
+    size: int | None = None  # image side it was calibrated at (None: a paper value, any size)
+
+    def source_at(self, size: int | None) -> str:
+        """The source as a run at image side ``size`` records it: a calibrated value used at
+        another size says it was transferred (docs/conventions.md §1, §14)."""
+        if self.size is None or size is None or size == self.size:
+            return self.source
+        return f"transferred from {self.size}²: {self.source}"
 
 
 def preset_path(method: str, family: str, root: Path | None = None) -> Path:
@@ -61,7 +69,10 @@ def load_preset(method: str, family: str | None, config_cls: type, root: Path | 
             raise ConfigError(f"preset {path}: {key!r} is not a setting of {method}; valid: {', '.join(sorted(fields))}")
         if not isinstance(entry, dict) or "value" not in entry or not str(entry.get("source") or "").strip():
             raise ConfigError(f"preset {path}: {key} needs a value and a source (paper: … or calibrated: …)")
-        out[key] = PresetValue(entry["value"], str(entry["source"]).strip())
+        size = entry.get("size")
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise ConfigError(f"preset {path}: {key}.size must be the image side it was calibrated at, got {size!r}")
+        out[key] = PresetValue(entry["value"], str(entry["source"]).strip(), size)
     return out
 
 
@@ -73,7 +84,8 @@ def write_preset(method: str, family: str, values: dict[str, PresetValue], comme
     existing = {}
     if path.is_file():
         existing = (yaml_load(path.read_text()) or {}).get("values") or {}
-    merged = {**existing, **{k: {"value": v.value, "source": v.source} for k, v in values.items()}}
+    merged = {**existing, **{k: {"value": v.value, "source": v.source, **({"size": v.size} if v.size else {})}
+                             for k, v in values.items()}}
     header = "".join(f"# {line}\n" for line in comment.splitlines()) if comment else ""
     body = yaml.safe_dump({"method": method, "family": family, "values": merged}, sort_keys=False, width=100,
                           allow_unicode=True)

@@ -10,6 +10,7 @@ from core.results import RunState
 from reports.collect import add_labels, load_runs
 from reports.figures import mean_psnr_curves, psnr_curves, reconstruction_panel, residual_curves
 from reports.leaderboard import write_leaderboard
+from reports.sensitivity import write_sensitivity
 from reports.tables import (
     code_versions,
     no_ground_truth_per_run,
@@ -33,7 +34,7 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         raise SystemExit(f"no stored runs under {results}/ — run `make benchmark` (or `python -m benchmark run default`) first")
     # stopping-rule leaderboard over every reported suite (reports/leaderboard.py)
     board = write_leaderboard(runs[runs["suite"].isin(suites)] if suites else runs, out)
-    written = list(board)
+    written = [*board, *write_sensitivity(out)]  # from the calibration tables beside the presets
     for suite, suite_runs in runs.groupby("suite"):
         if suites and suite not in suites:
             continue
