@@ -57,7 +57,7 @@ def run_suite(suite, args) -> int:
     print(f"suite {suite.name}: {len(suite.runs)} runs, {', '.join(parts)}, {len(todo)} to run "
           f"→ {store.root / suite.name}" + (f" (executor {args.executor})" if todo else ""))
     store.write_suite_info(suite.name, {**{k: suite.raw.get(k) for k in ("name", "description", "experiment", "tune")},
-                                        "runs": steps})
+                                        "runs": steps, "oracle_runs": getattr(suite, "oracle", [])})
     failed = [run.run_id for run, _ in plan.failed]
     if todo:
         jobs = [Job(run, steps[run.run_id]) for run in todo]

@@ -15,6 +15,8 @@ A suite file (``benchmark/suites/<name>.yaml``)::
                                 # to this file; benchmark/plugins.py), loaded before expansion
     presets: true               # optional (default true): fill unset task-dependent settings from
                                 # the method's preset for the dataset's family
+    oracle: {points: 4}         # optional: also sweep every DIP method's tunables on these
+                                # measurements (the surveys' tuning), reported beside the preset
 
 Presets: a method's settings that depend on the task family come from its preset
 (``methods/presets/<family>/<method>.yaml``) unless the suite gives them; ``presets: false``
@@ -45,6 +47,7 @@ import yaml
 from benchmark.config import ConfigError, IncompatibleError, RunConfig, resolve, set_dotted, yaml_load
 from benchmark.plugins import load_file
 from core.results import MethodKind
+from core.schema import tunables
 from datamodules.sources.image_sets import images_in_set
 from methods.registry import METHODS
 
@@ -52,7 +55,7 @@ SUITES_DIR = Path(__file__).parent / "suites"
 # resources: executor options (benchmark/cli.py EXECUTOR_OPTIONS), not part of run ids; tune: written by
 # benchmark/calibration.py for a calibration suite (method, family, tunables)
 SUITE_KEYS = {"name", "description", "experiment", "methods", "datasets", "seeds", "set", "grid", "notes", "plugins",
-              "resources", "presets", "tune"}
+              "resources", "presets", "tune", "oracle"}
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Suite:
     raw: dict
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (method, dataset, reason): incompatible pairs
     plugins: list = field(default_factory=list)  # benchmark.plugins.Plugin loaded by the suite's plugins: key
+    oracle: list[str] = field(default_factory=list)  # run ids of the oracle-tuning trials (suite key oracle:)
 
 
 def available_suites() -> dict[str, Path]:
@@ -98,8 +102,10 @@ def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
             raise ConfigError(f"{path}: '{key}' must be a mapping of dotted keys (e.g. dataset.crop: 64)")
     plugins = _load_plugins(raw.get("plugins"), path)
     skipped: list[tuple[str, str, str]] = []
-    runs = expand(raw, overrides or {}, str(path), skipped)
-    return Suite(raw.get("name", path.stem), raw.get("description", ""), runs, raw, skipped, plugins)
+    oracle: list[RunConfig] = []
+    runs = expand(raw, overrides or {}, str(path), skipped, oracle)
+    return Suite(raw.get("name", path.stem), raw.get("description", ""), runs + oracle, raw, skipped, plugins,
+                 [r.run_id for r in oracle])
 
 
 def _load_plugins(paths, suite_path: Path) -> list:
@@ -171,10 +177,13 @@ def _drop_replaced_choices(config: dict, leaves: dict) -> None:
             del node[last]
 
 
-def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | None = None) -> list[RunConfig]:
+def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | None = None,
+           oracle: list | None = None) -> list[RunConfig]:
     """All runs of a suite (see the module doc for precedence and the duplicate checks).
     Method × dataset pairs that cannot run together are left out and appended to
-    ``skipped`` as ``(method, dataset, reason)``, once per distinct reason."""
+    ``skipped`` as ``(method, dataset, reason)``, once per distinct reason. With the suite key
+    ``oracle: {points: N}``, the oracle-tuning trials (:func:`oracle_trials`) are appended to
+    ``oracle``."""
     skipped = [] if skipped is None else skipped
 
     methods = METHODS
@@ -221,7 +230,37 @@ def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | Non
     runs = {}
     for _, _, _, run in points:
         runs.setdefault(run.run_id, run)  # baselines ignore seeds and DIP keys: one run per setting
+    if raw.get("oracle") and oracle is not None:
+        oracle.extend(oracle_trials(list(runs.values()), raw["oracle"], where))
     return list(runs.values())
+
+
+def oracle_trials(runs: list[RunConfig], options, where: str) -> list[RunConfig]:
+    """The surveys' own protocol beside ours: every DIP run's declared tunables swept on the
+    evaluation measurement itself (a grid of ``points`` per tunable, the other settings as in
+    the run), so the report can set the transferred setting against the best one in
+    hindsight (the "oracle"). Values equal to the run's own are not repeated."""
+    points = options.get("points", 4) if isinstance(options, dict) else 4
+    if options is not True and not (isinstance(options, dict) and set(options) <= {"points"}
+                                    and isinstance(points, int) and points >= 2):
+        raise ConfigError(f"{where}: oracle must be true or {{points: N}} with N >= 2, got {options!r}")
+    trials = {}
+    for run in runs:
+        declared = tunables(METHODS[run.method].config) if METHODS[run.method].kind == MethodKind.DIP else {}
+        if not declared:
+            continue
+        grids = [t.grid(points) for t in declared.values()]
+        for combo in itertools.product(*grids):
+            values = dict(zip(declared, combo))
+            if all(getattr(run.method_cfg, k) == v for k, v in values.items()):
+                continue
+            config = run.to_dict()
+            config["method"].update(values)
+            recorded = {k: v for k, v in config["method"].pop("preset", {}).items() if k not in values}
+            config["method"]["preset"] = recorded
+            trial = resolve(config)
+            trials.setdefault(trial.run_id, trial)
+    return list(trials.values())
 
 
 def _resolve(config: dict, label: str, presets: bool = True) -> RunConfig:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.store import RunStore
 from core import keys
 from core.results import RunState
 from reports.collect import add_labels, load_runs
@@ -15,6 +16,7 @@ from reports.tables import (
     code_versions,
     no_ground_truth_per_run,
     no_ground_truth_table,
+    oracle_comparison,
     paper_comparison,
     per_run_table,
     summary_table,
@@ -35,10 +37,13 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
     # stopping-rule leaderboard over every reported suite (reports/leaderboard.py)
     board = write_leaderboard(runs[runs["suite"].isin(suites)] if suites else runs, out)
     written = [*board, *write_sensitivity(out)]  # from the calibration tables beside the presets
+    store = RunStore(results)
     for suite, suite_runs in runs.groupby("suite"):
         if suites and suite not in suites:
             continue
-        suite_runs = add_labels(suite_runs)
+        oracle_ids = set(store.suite_info(suite).get("oracle_runs") or [])
+        oracle = oracle_comparison(suite_runs, oracle_ids)
+        suite_runs = add_labels(suite_runs[~suite_runs["run_id"].isin(oracle_ids)])  # trials: only in their section
         folder = out / suite
         folder.mkdir(parents=True, exist_ok=True)
         provenance = "; ".join(sorted(suite_runs["provenance"].dropna().unique()))
@@ -71,6 +76,12 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
                        "Paper numbers are Survey B's (real walnut data, 501², GPU, 10 000 iterations); ours are "
                        f"this suite's setting ({provenance}), so differences measure the setting as much as the code.", "",
                        comparison.to_markdown(index=False) if len(comparison) else "(no method in common)"]
+        if len(oracle):
+            md += ["", "## Transferred vs oracle setting", "",
+                   "Transferred: the method's preset (tuned on calibration data, or the paper's value) or default. "
+                   "Oracle: the best of a sweep of its tunables on these very measurements, as the surveys tune "
+                   f"({len(oracle_ids)} extra runs). The gap is how much the tuning on the reported case is worth.", "",
+                   oracle.to_markdown(index=False)]
         versions = code_versions(suite_runs)
         if len(versions):
             md += ["", "## Warning: results from different code versions", "",

@@ -173,3 +173,34 @@ def code_versions(runs: pd.DataFrame) -> pd.DataFrame:
     by_method = versions.groupby("method.name").size() if "method.name" in versions else pd.Series(dtype=int)
     commits = versions["code.git_commit"].nunique() if "code.git_commit" in versions else 1
     return versions if (by_method > 1).any() or commits > 1 else pd.DataFrame()
+
+
+def oracle_comparison(runs: pd.DataFrame, oracle_ids: set[str]) -> pd.DataFrame:
+    """Per DIP method with oracle-tuning trials (suite key ``oracle:``): the peak PSNR of its
+    transferred setting (preset or default) beside the best setting found by sweeping its
+    tunables on the evaluated measurements themselves (the surveys' protocol), mean over
+    images and seeds, and how much of it the transferred setting keeps."""
+    done = scored(runs[runs["status"] == RunState.FINISHED])
+    trials = done[done["run_id"].isin(oracle_ids)]
+    rows = []
+    for method, method_trials in trials.groupby("method.name"):
+        mine = done[(done["method.name"] == method) & ~done["run_id"].isin(oracle_ids)]
+        tunable_cols = [c for c in method_trials.columns if c.startswith("method.") and not c.startswith("method.preset.")
+                        and method_trials[c].astype(str).nunique() > 1]
+        if not len(mine) or not tunable_cols:
+            continue
+        candidates = pd.concat([mine, method_trials])
+        by_value = candidates.groupby(tunable_cols, dropna=False)[keys.PEAK_PSNR].mean()
+        best_value, best = by_value.idxmax(), by_value.max()
+        best_value = best_value if isinstance(best_value, tuple) else (best_value,)
+        ours = mine[keys.PEAK_PSNR].mean()
+        setting = lambda frame_values: ", ".join(f"{c.removeprefix('method.')}={v:g}" if isinstance(v, (int, float))  # noqa: E731
+                                                 else f"{c.removeprefix('method.')}={v}" for c, v in frame_values)
+        rows.append({"method": method,
+                     "transferred setting": setting((c, mine[c].iloc[0]) for c in tunable_cols),
+                     "peak (transferred)": f"{ours:.2f}",
+                     "oracle setting": setting(zip(tunable_cols, best_value)),
+                     "peak (oracle)": f"{best:.2f}",
+                     "oracle − transferred [dB]": f"{best - ours:.2f}",
+                     "settings tried": int(by_value.size)})
+    return pd.DataFrame(rows)

@@ -174,3 +174,20 @@ def test_a_calibrated_value_used_at_another_size_is_recorded_as_transferred(pres
     other = resolve({"method": {"name": "dip_tv_joint"}, "dataset": {"name": "walnut", "image_size": 128}})
     assert same.presets["tv_weight"] == "calibrated: test"
     assert other.presets["tv_weight"] == "transferred from 64²: calibrated: test" and other.method_cfg.tv_weight == 0.2
+
+
+def test_a_suite_with_oracle_reports_the_transferred_setting_beside_the_best_in_hindsight(tmp_path, preset_root, capsys):
+    write_preset("dip_tv_joint", "natural", {"tv_weight": PresetValue(0.05, "calibrated: test")})
+    suite = tmp_path / "oracle.yaml"
+    suite.write_text("name: oracle\nmethods: [dip_tv_joint, degraded]\ndatasets: [denoising]\nseeds: [0]\n"
+                     f"oracle: {{points: 2}}\nset:\n  dataset.crop: 16\n  method.net: {NET}\n  run.max_steps: 8\n"
+                     "  run.stopping.running_variance.window: 4\n")
+    results, out = tmp_path / "results", tmp_path / "reports"
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    assert "4 runs" in capsys.readouterr().out  # the transferred run, 2 oracle trials, the baseline
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    text = (out / "oracle" / "table.md").read_text()
+    section = text.split("## Transferred vs oracle setting")[1]
+    assert "| dip_tv_joint" in section and "tv_weight=0.05" in section and "settings tried" in section
+    main_table = text.split("## Per run")[1].split("##")[0]
+    assert main_table.count("dip_tv_joint") == 1  # the oracle trials are not rows of the suite's tables
