@@ -13,6 +13,7 @@ from benchmark.calibration import PROTOCOLS, RULES, trial_table, tune_suite, wri
 from benchmark.config import ConfigError, parse_overrides
 from benchmark.executors import Context, Job, make_executor, plan_runs, redo_states
 from benchmark.interrupts import Interrupted, handle_interrupts
+from benchmark.plan import print_plan
 from benchmark.plugins import hint
 from benchmark.progress import GridReporter
 from benchmark.quiet import quiet_lightning
@@ -34,6 +35,8 @@ def cmd_run(args) -> int:
 def run_suite(suite, args) -> int:
     """Run a loaded suite's missing runs with ``args.executor`` into ``args.results`` (the
     path shared by ``run`` and ``tune``); returns the exit code."""
+    if getattr(args, "dry_run", False):
+        return print_plan(suite, RunStore(args.results), getattr(args, "data_check", True))
     not_before = time.time()
     executor = make_executor(args.executor, _executor_options(args, suite.raw.get("resources")))  # checked first
     store = RunStore(args.results)
@@ -213,6 +216,10 @@ def main(argv=None) -> int:
     p_run.add_argument("--results", default="results", help="run store folder (default: results/)")
     p_run.add_argument("--force", action="store_true", help="rerun finished (and failed) runs too")
     p_run.add_argument("--retry-failed", action="store_true", help="rerun failed runs (plain reruns leave them alone)")
+    p_run.add_argument("--dry-run", action="store_true",
+                       help="print the plan (runs, skips and why, data found or missing, estimated time); store nothing")
+    p_run.add_argument("--no-data-check", dest="data_check", action="store_false",
+                       help="--dry-run: do not build the tasks to check their data")
     p_run.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
                        help="local: one after another in this process (default); ray: one run per GPU on this box or a "
                             "Ray cluster; slurm: a submitit job array")
