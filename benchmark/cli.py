@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from benchmark.quiet import quiet_lightning
 from benchmark.reconstruct import reconstruct
 from benchmark.status import as_json, render, suite_status
 from benchmark.store import RunStore, StoreError
-from benchmark.suites import available_suites, load_suite
+from benchmark.suites import available_suites, check_suite_name, load_suite
 from core import keys
 from core.results import MethodKind, Outcome, RunState
 from datamodules.registry import DATASETS
@@ -101,7 +102,23 @@ def _executor_options(args, resources) -> dict:
     if not isinstance(resources, dict) or set(resources) - set(EXECUTOR_OPTIONS):
         raise ConfigError(f"suite key resources must be a mapping of {', '.join(EXECUTOR_OPTIONS)}; got {resources!r}")
     cli = {k: getattr(args, k, None) for k in EXECUTOR_OPTIONS}
-    return {**resources, **{k: v for k, v in cli.items() if v not in (None, False)}}
+    given = {k: v for k, v in cli.items() if v is not None and v is not False}  # 0 is a value (0 == False)
+    options = {**resources, **given}
+    for key, (minimum, kind) in _OPTION_MINIMA.items():
+        value = options.get(key)
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and value >= minimum and (kind is float or float(value).is_integer())
+        if not ok:
+            where = f"--{key.replace('_', '-')}" if key in given else f"suite resources: {key}"
+            raise ConfigError(f"{where} {value!r}: must be {'a number' if kind is float else 'an integer'} >= {minimum}")
+    return options
+
+
+# least value of the numeric executor options (cpus: a run needs one)
+_OPTION_MINIMA = {"gpus_per_run": (0, float), "cpus_per_run": (1, int), "max_retries": (0, int), "mem_gb": (1, int),
+                  "time_min": (1, int), "array_parallelism": (1, int)}
 
 
 def _outcome_line(job, outcome: Outcome) -> str:
@@ -301,6 +318,8 @@ def cmd_status(args) -> int:
     if store.root.exists() and not store.root.is_dir():
         raise StoreError(f"results path {store.root} is a file, not a folder; pass a folder with --results DIR")
     name = Path(args.suite).stem if args.suite and args.suite.endswith((".yaml", ".yml")) else args.suite
+    if name:
+        check_suite_name(name)
     suites = [name] if name else store.suites()
     if not suites:
         print(f"no suites under {store.root}/ yet — start one with `python -m benchmark run SUITE`")

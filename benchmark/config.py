@@ -47,7 +47,10 @@ class DivergenceSettings:
     the reconstruction stage also when, for ``patience`` consecutive iterations, the loss stays
     above ``factor`` × its value at the first iteration (explodes; ``factor: null`` turns this
     off for a method whose returned loss grows by design), or (``stall: true``) the loss does
-    not change at all (vanished gradients, e.g. a sigmoid output saturated by a huge step)."""
+    not change at all (vanished gradients, e.g. a sigmoid output saturated by a huge step).
+    At the end of a run a trailing streak of min(``patience``, 10) such iterations is enough
+    (a run shorter than ``patience``, or diverging in its last ``patience`` iterations;
+    scoring/guards.py ``END_MIN_ITERATIONS``, docs/conventions.md §15)."""
 
     factor: Annotated[float, Range(gt=1)] | None = 10.0
     patience: PositiveInt = 100

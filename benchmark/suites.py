@@ -2,12 +2,13 @@
 
 A suite file (``benchmark/suites/<name>.yaml``)::
 
-    name: default
+    name: default               # optional (default: the file name); the suite's folder of the results:
+                                # letters, digits, '.', '_', '-', not starting with '.'
     description: …
     experiment: A-F3            # optional experiment id(s): A-F3 = Survey A Fig. 3, B-T2 = Survey B Table 2
     methods: [vanilla_dip, {name: vanilla_dip, input: fbp}]
     datasets: [denoising]
-    seeds: [0, 1]
+    seeds: [0, 1]               # a non-empty list of non-negative integers
     set:  {dataset.crop: 64, run.max_steps: 1500}      # defaults of every run
     grid: {dataset.image: [astronaut, coffee]}         # cartesian product
           # a value {image_set: a_fig3} expands to that named image set
@@ -26,7 +27,8 @@ Precedence (mappings merge key by key, except that a mapping naming another comp
 ``net: {name: deep_decoder}`` over a ``set:`` U-Net, replaces it): ``set`` < ``grid`` < keys of a ``methods`` /
 ``datasets`` entry < ``--set`` overrides. A grid key that an entry also gives is an error
 (ambiguous), and so are two DIP runs of the file that resolve to the same run id. If
-``--set`` makes distinct runs of the file coincide, a warning on stderr says how many.
+``--set`` makes distinct runs of the file coincide, a warning on stderr says how many; so
+does a stopping rule whose window is longer than ``run.max_steps`` (it can pick nothing).
 
 Baselines (methods without a network) run once per dataset setting, not per seed, and
 ignore DIP settings (``method.*`` keys they do not have, ``run.max_steps``, …), so
@@ -38,6 +40,7 @@ import copy
 import dataclasses
 import itertools
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +57,7 @@ from methods.registry import METHODS
 SUITES_DIR = Path(__file__).parent / "suites"
 # resources: executor options (benchmark/cli.py EXECUTOR_OPTIONS), not part of run ids; tune: written by
 # benchmark/calibration.py for a calibration suite (method, family, tunables)
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # a suite name is a folder of the results: no '/', '..', ''
 SUITE_KEYS = {"name", "description", "experiment", "methods", "datasets", "seeds", "set", "grid", "notes", "plugins",
               "resources", "presets", "tune", "oracle"}
 
@@ -100,12 +104,39 @@ def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
     for key in ("set", "grid"):
         if not isinstance(raw.get(key) or {}, dict):
             raise ConfigError(f"{path}: '{key}' must be a mapping of dotted keys (e.g. dataset.crop: 64)")
+    name = check_suite_name(raw.get("name", path.stem), f"{path}: " + ("name" if "name" in raw else "the file name"))
     plugins = _load_plugins(raw.get("plugins"), path)
     skipped: list[tuple[str, str, str]] = []
     oracle: list[RunConfig] = []
     runs = expand(raw, overrides or {}, str(path), skipped, oracle)
-    return Suite(raw.get("name", path.stem), raw.get("description", ""), runs + oracle, raw, skipped, plugins,
-                 [r.run_id for r in oracle])
+    _warn_short_windows(runs, str(path))
+    return Suite(name, raw.get("description", ""), runs + oracle, raw, skipped, plugins, [r.run_id for r in oracle])
+
+
+def check_suite_name(name, where: str = "suite name") -> str:
+    """``name`` if it is safe as a folder of the results (it becomes ``<results>/<name>``):
+    letters, digits, ``.``, ``_`` and ``-``, not starting with ``.``; else one line of
+    :class:`ConfigError`."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ConfigError(f"{where} {name!r} is not a valid suite name: use letters, digits, '.', '_' and '-' only, "
+                          "not starting with '.' (it names the suite's folder of the results)")
+    return name
+
+
+def _warn_short_windows(runs: list[RunConfig], where: str) -> None:
+    """A stopping rule whose window is longer than the run never fills it (never picks an
+    iterate): a warning, not an error."""
+    short = {}
+    for run in runs:
+        if METHODS[run.method].kind == MethodKind.BASELINE:
+            continue
+        for rule, cfg in run.run.stopping.items():
+            window = getattr(cfg, "window", None)
+            if isinstance(window, int) and window > run.run.max_steps:
+                short.setdefault((rule, window, run.run.max_steps), []).append(run.run_id)
+    for (rule, window, steps), ids in short.items():
+        print(f"warning: {where}: run.stopping.{rule}.window = {window} is longer than run.max_steps = {steps} "
+              f"({len(ids)} run(s)): that rule never fills its window and picks no iterate", file=sys.stderr)
 
 
 def _load_plugins(paths, suite_path: Path) -> list:
@@ -188,6 +219,10 @@ def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | Non
 
     methods = METHODS
     seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                                            for x in seeds):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers (e.g. seeds: [0, 1]), "
+                          f"got {seeds!r}")
     fixed, grid = dict(raw.get("set") or {}), dict(raw.get("grid") or {})
     use_presets = raw.get("presets", True)  # false: every method runs with its config defaults (methods/presets.py)
     if not isinstance(use_presets, bool):

@@ -22,6 +22,17 @@ rules (``run.divergence``, ``DivergenceSettings`` in benchmark/config.py):
   sigmoid output at lr 1e3 saturates after one step and its loss never moves again (it
   used to be stored as finished, 12 dB below the noisy input). No healthy run of the stored
   suites repeats a loss value even twice.
+
+**At the end of the run** (``on_fit_end``, after every other callback, so the stored trace
+holds the last iteration) the guard judges what it has seen so far: a run shorter than
+``patience`` (measured: 60 iterations of lr 1e3 with a linear output, stored as finished at
+−100 dB final PSNR), or one that explodes or stalls in its last ``patience`` iterations,
+never reaches the count above. Its trailing streak of exploded (or unchanged) losses counts from
+``min(patience, END_MIN_ITERATIONS)`` = 10 iterations: the final iterate is what the run
+reports, and no later iteration can show a recovery. Shorter streaks (a one-iteration spike,
+the 5-iteration runs of the contract tests, any run of at most 10 reconstruction
+iterations) are not judged; ``factor: null``, ``loss_may_grow`` and ``stall: false`` apply
+as above. docs/conventions.md §15.
 """
 from __future__ import annotations
 
@@ -29,6 +40,8 @@ import math
 
 import torch
 from lightning.pytorch.callbacks import Callback
+
+END_MIN_ITERATIONS = 10  # the end-of-run judgement needs a trailing streak this long (or ``patience``, if shorter)
 
 
 class Diverged(RuntimeError):
@@ -80,4 +93,19 @@ class DivergenceGuard(Callback):
         if self.unchanged >= self.patience:
             raise Diverged(step, stage, f"the loss has not changed for {self.patience} consecutive iterations "
                                         f"(stuck at {value:.4g}: vanished gradients, e.g. a saturated sigmoid output; "
+                                        "run.divergence.stall and .patience set this rule)")
+
+    def on_fit_end(self, trainer, pl_module):
+        """The end of the run: judge the trailing streaks (module doc); raises :class:`Diverged`."""
+        need = min(self.patience, END_MIN_ITERATIONS)
+        step, stage = pl_module.iteration, pl_module.stage.name
+        if self.above >= need:
+            raise Diverged(step, stage, f"the loss stayed above {self.factor:g} × its initial value {self.initial:.4g} "
+                                        f"in the last {self.above} iterations, up to the end of the run (now "
+                                        f"{self.previous:.4g}; at the end of a run a streak of {need} counts; "
+                                        "run.divergence.factor and .patience set this rule)")
+        if self.unchanged >= need:
+            raise Diverged(step, stage, f"the loss did not change in the last {self.unchanged} iterations, up to the end "
+                                        f"of the run (stuck at {self.previous:.4g}: vanished gradients, e.g. a saturated "
+                                        f"sigmoid output; at the end of a run a streak of {need} counts; "
                                         "run.divergence.stall and .patience set this rule)")

@@ -1,0 +1,208 @@
+"""Issue 23 (reliability): diverged runs shorter than the guard's patience (or diverging in
+their last ``patience`` iterations) are stored as failed; a suite name is a safe folder name;
+zero on the executor command line reaches the executor and negative values are one line of
+error; ``seeds`` must be a non-empty list; a stopping window longer than the run warns."""
+from __future__ import annotations
+
+import sys
+import types
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from benchmark.cli import main
+from benchmark.config import ConfigError, resolve
+from benchmark.runner import execute
+from benchmark.store import RunStore, inspect_folder
+from benchmark.suites import load_suite
+from scoring.guards import Diverged, DivergenceGuard
+from tests.grid_helpers import NET, suite_file
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # after conftest's fixture: these tests are tiny
+
+
+# -- item 1: the end of a run judges what the guard has seen ----------------------------------------
+
+def _module():
+    return SimpleNamespace(iteration=0, stage=SimpleNamespace(name="reconstruct"), reconstructing=True)
+
+
+def _run(guard, losses, **module_attributes):
+    """Feed ``losses`` as iterations 1, 2, … and end the run (``on_fit_end``)."""
+    module = _module()
+    module.__dict__.update(module_attributes)
+    for loss in losses:
+        module.iteration += 1
+        guard.on_train_batch_end(None, module, {"loss": torch.tensor(loss), "x": torch.zeros(1, 1, 2, 2)}, None, 0)
+    guard.on_fit_end(None, module)
+    return module.iteration
+
+
+HEALTHY = [1.0 / k for k in range(1, 61)]  # a DIP loss: largest at the random network, then falling
+EXPLODED = [1.0] + [1e10 * (1 + k / 100) for k in range(59)]  # 60 iterations, exploded from iteration 2
+
+
+def test_the_end_of_a_run_judges_trailing_explosion_and_stall_streaks():
+    with pytest.raises(Diverged) as info:  # never 100 in a row
+        _run(DivergenceGuard(), EXPLODED)
+    assert info.value.step == 60 and "above 10 × its initial value" in info.value.reason
+    assert "in the last 59 iterations, up to the end of the run" in info.value.reason
+    with pytest.raises(Diverged, match="in the last 50 iterations"):  # a long run diverging in its last 50
+        _run(DivergenceGuard(), [1.0 / k for k in range(1, 1951)] + [50.0] * 50)
+    with pytest.raises(Diverged, match="did not change in the last 58 iterations"):  # saturated, 60 iterations
+        _run(DivergenceGuard(), [0.18] + [0.0547] * 59)
+    with pytest.raises(Diverged, match="in the last 10 iterations"):  # the minimum streak
+        _run(DivergenceGuard(), HEALTHY + [50.0] * 10)
+
+    assert _run(DivergenceGuard(), HEALTHY) == 60
+    assert _run(DivergenceGuard(), HEALTHY + [50.0] * 9) == 69  # shorter than the end's minimum streak
+    assert _run(DivergenceGuard(), HEALTHY + [50.0, 0.01]) == 62  # a spike that recovered
+    assert _run(DivergenceGuard(), [1.0, 20.0, 30.0, 40.0, 50.0]) == 5  # a 5-iteration run is not judged
+    assert _run(DivergenceGuard(), [1.0, 0.5, 0.5, 0.5, 0.5]) == 5
+    assert _run(DivergenceGuard(factor=None), EXPLODED) == 60  # growth by design: rule off
+    assert _run(DivergenceGuard(), EXPLODED, loss_may_grow=True) == 60
+    assert _run(DivergenceGuard(stall=False), [0.18] + [0.0547] * 59) == 60
+
+
+def test_long_runs_keep_the_in_run_rules_and_messages():
+    guard, module = DivergenceGuard(), _module()
+    with pytest.raises(Diverged) as info:
+        for loss in [1.0] + [1e10] * 200:
+            module.iteration += 1
+            guard.on_train_batch_end(None, module, {"loss": torch.tensor(loss)}, None, 0)
+    assert info.value.step == 101 and "for 100 consecutive iterations" in info.value.reason
+
+
+def _config(max_steps: int, output: str, lr: float = 1e3) -> dict:
+    return {"method": {"name": "vanilla_dip", "lr": lr, "net": {**yaml.safe_load(NET), "output": output}},
+            "dataset": {"name": "denoising", "image": "coffee", "crop": 16},
+            "run": {"max_steps": max_steps, "trace_every": 5}}
+
+
+@pytest.mark.parametrize("max_steps", [60, 100])
+def test_a_run_exploding_in_fewer_iterations_than_the_patience_is_stored_as_failed(tmp_path, max_steps):
+    """lr 1e3 with a linear output: the loss jumps 1e13 × in one step and stays there; it was
+    stored as finished at about −100 dB final PSNR."""
+    metrics = execute(resolve(_config(max_steps, "linear")), "s", RunStore(tmp_path))
+    assert metrics["status"] == "failed" and metrics["failure"]["kind"] == "diverged"
+    assert metrics["failure"]["step"] == max_steps and "up to the end of the run" in metrics["failure"]["reason"]
+    (folder,) = RunStore(tmp_path).runs("s")
+    assert inspect_folder(folder).state == "failed"
+    trace = pd.read_parquet(folder / "trace.parquet")  # the whole trace, up to the last iteration
+    assert trace["step"].max() == max_steps and trace["loss"].iloc[-1] > 10 * trace["loss"].iloc[0]
+
+
+def test_a_short_saturated_sigmoid_run_is_stored_as_failed(tmp_path):
+    metrics = execute(resolve(_config(60, "sigmoid")), "s", RunStore(tmp_path))
+    assert metrics["status"] == "failed" and "did not change in the last" in metrics["failure"]["reason"]
+
+
+def test_a_healthy_short_run_finishes(tmp_path):
+    metrics = execute(resolve(_config(30, "sigmoid", lr=0.01)), "s", RunStore(tmp_path))
+    assert metrics["status"] == "finished", metrics.get("error")
+
+
+# -- item 2: a suite name is a safe folder name ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../../escape", "''", ".hidden", "a/b", "5", "'..'"])
+def test_a_suite_name_that_is_not_a_safe_folder_name_is_one_line_of_error(tmp_path, capsys, name):
+    folder = tmp_path / "deep" / "er"
+    folder.mkdir(parents=True)
+    suite = suite_file(folder, images=("coffee",), methods="[degraded]")
+    suite.write_text(suite.read_text().replace("name: grid", f"name: {name}"))
+    results = folder / "results"
+    with pytest.raises(ConfigError, match="is not a valid suite name: use letters, digits"):
+        load_suite(str(suite))
+    assert main(["run", str(suite), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not starting with '.'" in err
+    assert not (tmp_path / "deep" / "escape").exists() and not results.exists()
+
+
+def test_safe_suite_names_load_and_status_refuses_a_path(tmp_path, capsys):
+    suite = suite_file(tmp_path, name="my-suite_1.0", images=("coffee",), methods="[degraded]")
+    assert load_suite(str(suite)).name == "my-suite_1.0"
+    assert main(["status", "../../etc", "--results", str(tmp_path / "results")]) == 2
+    assert "is not a valid suite name" in capsys.readouterr().err
+
+
+# -- item 6: zero on the executor command line ----------------------------------------------------
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    """A stand-in ``ray`` on a GPU cluster that records the task options and stops there."""
+    seen = {}
+
+    def remote(**options):
+        seen.update(options)
+        raise _Stop
+
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: True
+    fake.cluster_resources = lambda: {"GPU": 4, "CPU": 16}
+    fake.remote = remote
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    return seen
+
+
+def test_zero_executor_options_reach_ray(tmp_path, fake_ray):
+    suite = suite_file(tmp_path, images=("coffee",), methods="[degraded]")
+    with pytest.raises(_Stop):
+        main(["run", str(suite), "--results", str(tmp_path / "r"), "--executor", "ray", "--max-retries", "0",
+              "--gpus-per-run", "0"])
+    assert fake_ray["max_retries"] == 0 and fake_ray["num_gpus"] == 0  # not the defaults 1 and 1 (GPU cluster)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-retries", "-1"], "--max-retries -1: must be an integer >= 0"),
+    (["--gpus-per-run", "-1"], "--gpus-per-run -1.0: must be a number >= 0"),
+    (["--gpus-per-run", "nan"], "--gpus-per-run nan: must be a number >= 0"),
+    (["--cpus-per-run", "0"], "--cpus-per-run 0: must be an integer >= 1"),
+    (["--cpus-per-run", "-2"], "--cpus-per-run -2: must be an integer >= 1"),
+])
+def test_bad_executor_numbers_are_one_line_of_error(tmp_path, capsys, fake_ray, args, message):
+    suite = suite_file(tmp_path, images=("coffee",), methods="[degraded]")
+    assert main(["run", str(suite), "--results", str(tmp_path / "r"), "--executor", "ray", *args]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n" and not fake_ray
+
+
+def test_bad_suite_resources_are_one_line_of_error(tmp_path, capsys, fake_ray):
+    suite = suite_file(tmp_path, images=("coffee",), methods="[degraded]")
+    suite.write_text("resources: {max_retries: -1}\n" + suite.read_text())
+    assert main(["run", str(suite), "--results", str(tmp_path / "r"), "--executor", "ray"]) == 2
+    assert capsys.readouterr().err == "error: suite resources: max_retries -1: must be an integer >= 0\n"
+
+
+# -- item 7 (part): seeds, stopping windows --------------------------------------------------------
+
+@pytest.mark.parametrize("seeds", ["5", "[]", "[-1]", "[a]", "[true]", "null"])
+def test_seeds_must_be_a_non_empty_list_of_non_negative_integers(tmp_path, capsys, seeds):
+    suite = suite_file(tmp_path, images=("coffee",))
+    suite.write_text(suite.read_text().replace("seeds: [0]", f"seeds: {seeds}"))
+    with pytest.raises(ConfigError, match="seeds must be a non-empty list of non-negative integers"):
+        load_suite(str(suite))
+    assert main(["run", str(suite), "--results", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
+def test_a_stopping_window_longer_than_the_run_warns(tmp_path, capsys):
+    suite = suite_file(tmp_path, images=("coffee", "astronaut"), max_steps=20)
+    capsys.readouterr()
+    load_suite(str(suite))
+    assert "warning" not in capsys.readouterr().err  # window 5 ≤ 20 iterations
+    runs = load_suite(str(suite), {"run.stopping.running_variance.window": 50}).runs
+    err = capsys.readouterr().err
+    assert len(runs) == 4 and err.count("\n") == 1  # loaded (a warning, not an error), one line per setting
+    assert "warning:" in err and "run.stopping.running_variance.window = 50 is longer than run.max_steps = 20" in err
+    assert "(2 run(s))" in err  # the DIP runs only: the baseline has no stopping rule
