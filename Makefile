@@ -45,7 +45,7 @@ throughput: $(VENV)/.installed
 	$(PY) -m benchmark.throughput
 
 report: $(VENV)/.installed
-	$(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS)
+	$(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS) --snapshot docs/results
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -110,14 +110,15 @@ def trial_table(store: RunStore, suite: Suite) -> pd.DataFrame:
     """One row per trial of the suite: its tunable values, calibration image, status and
     peak / early-stopped / final PSNR."""
     names = suite.raw["tune"]["tunables"]
+    datasets = [run.to_dict()["dataset"] for run in suite.runs]
+    differing = [k for k in datasets[0] if len({repr(d.get(k)) for d in datasets}) > 1]  # what tells images apart
     rows = []
-    for run in suite.runs:
+    for run, dataset in zip(suite.runs, datasets):
         state = inspect_folder(store.run_dir(suite.name, run))
         metrics = state.metrics if state.state == RunState.FINISHED else {}
-        cfg = run.dataset_cfg
         row = {k: getattr(run.method_cfg, k) for k in names}
-        row.update({"calibration_image": "/".join(str(getattr(cfg, a)) for a in ("image", "phantom_seed") if hasattr(cfg, a))
-                    if hasattr(cfg, "image") else run.dataset, "status": str(state.state),
+        row.update({"calibration_image": "/".join(str(dataset[k]) for k in differing) or run.dataset,
+                    "status": str(state.state),
                     "peak_psnr": metrics.get(keys.PEAK_PSNR), "peak_step": metrics.get(keys.PEAK_STEP),
                     "es_psnr": metrics.get(RULES["es"]), "final_psnr": metrics.get(keys.FINAL_PSNR)})
         rows.append(row)
@@ -151,8 +152,8 @@ def write_calibrated_preset(suite: Suite, table: pd.DataFrame, rule: str, root: 
     version = git_version()
     commit = (version.get("git_commit") or "unknown")[:10] + ("+uncommitted changes" if version.get("git_dirty") else "")
     steps = suite.runs[0].run.max_steps
-    shown = (root or PRESETS_DIR).parent
-    table_label = table_path.relative_to(shown) if table_path.is_relative_to(shown) else table_path
+    project = PRESETS_DIR.parents[1]
+    table_label = table_path.relative_to(project) if table_path.is_relative_to(project) else table_path
     source = (f"calibrated: suite {suite.name} ({len(table['calibration_image'].unique())} calibration images of "
               f"{family}, {steps} iterations), code {commit}, {datetime.date.today().isoformat()}, rule {rule} "
               f"(best mean {'peak' if rule == 'peak' else 'early-stopped'} PSNR), table {table_label}")

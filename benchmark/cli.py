@@ -217,8 +217,11 @@ def _plain(value):
 
 def cmd_report(args) -> int:
     from reports.build import build_reports
+    from reports.snapshot import write_snapshot
 
     written = build_reports(Path(args.results), Path(args.out), suites=args.suite or None)
+    if args.snapshot:
+        written += write_snapshot(Path(args.out), Path(args.snapshot), args.suite or None)
     for path in written:
         print(path)
     return 0
@@ -278,6 +281,9 @@ def main(argv=None) -> int:
     p_rep.add_argument("--results", default="results")
     p_rep.add_argument("--out", default="reports/out")
     p_rep.add_argument("--suite", action="append", help="only these suites")
+    p_rep.add_argument("--snapshot", metavar="DIR",
+                       help="also copy each suite's table (and the sensitivity page) into DIR, e.g. docs/results: the "
+                            "committed results the README points to")
     p_rec = sub.add_parser("reconstruct", help="run one method on one measurement and write the stopped image",
                            description="Run one method on one dataset (e.g. your own measurement) and write the image "
                                        "picked by the first stopping rule as OUT(.png/.npy) and the final iterate as "
