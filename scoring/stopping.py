@@ -284,7 +284,7 @@ class DiscrepancyES(StoppingRule):
         elif stated is not None:
             self.sigma, self.sigma_source = stated, "task"
         else:
-            self.sigma, self.sigma_source = estimate_noise_sigma(task.y), "estimate"
+            self.sigma, self.sigma_source = estimate_noise_sigma(task.y, task.physics), "estimate"
         self.y = torch.view_as_real(task.y) if task.y.is_complex() else task.y  # σ is per real component
         self.m = int(torch.count_nonzero(self.y))
 
