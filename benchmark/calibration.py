@@ -25,7 +25,6 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.config import ConfigError
-from benchmark.provenance import git_version
 from benchmark.store import RunStore, inspect_folder
 from benchmark.suites import Suite, expand
 from core import keys
@@ -120,9 +119,17 @@ def trial_table(store: RunStore, suite: Suite) -> pd.DataFrame:
         row.update({"calibration_image": "/".join(str(dataset[k]) for k in differing) or run.dataset,
                     "status": str(state.state),
                     "peak_psnr": metrics.get(keys.PEAK_PSNR), "peak_step": metrics.get(keys.PEAK_STEP),
-                    "es_psnr": metrics.get(RULES["es"]), "final_psnr": metrics.get(keys.FINAL_PSNR)})
+                    "es_psnr": metrics.get(RULES["es"]), "final_psnr": metrics.get(keys.FINAL_PSNR),
+                    "code": _code_of(metrics)})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _code_of(metrics: dict) -> str | None:
+    """The code version that computed a trial (short commit, '+' when uncommitted changes)."""
+    code = metrics.get("code") or {}
+    commit = code.get("git_commit")
+    return None if not commit else commit[:10] + ("+" if code.get("git_dirty") else "")
 
 
 def choose(table: pd.DataFrame, names: list[str], rule: str) -> tuple[dict, pd.DataFrame]:
@@ -149,8 +156,8 @@ def write_calibrated_preset(suite: Suite, table: pd.DataFrame, rule: str, root: 
     path.parent.mkdir(parents=True, exist_ok=True)
     table_path = path.with_suffix(".table.csv")
     table.assign(rule=rule, chosen=table[names].eq(pd.Series(values)).all(axis=1)).to_csv(table_path, index=False)
-    version = git_version()
-    commit = (version.get("git_commit") or "unknown")[:10] + ("+uncommitted changes" if version.get("git_dirty") else "")
+    codes = sorted({c for c in table["code"].dropna()}) or ["unknown"]
+    commit = ", ".join(codes)  # of the trials ('+': with uncommitted changes)
     steps = suite.runs[0].run.max_steps
     project = PRESETS_DIR.parents[1]
     table_label = table_path.relative_to(project) if table_path.is_relative_to(project) else table_path
