@@ -23,6 +23,7 @@ from benchmark.status import as_json, render, suite_status
 from benchmark.store import RunStore, StoreError
 from benchmark.suites import available_suites, check_suite_name, load_suite
 from core import keys
+from core.registry import REGISTRIES
 from core.results import MethodKind, Outcome, RunState
 from datamodules.registry import DATASETS
 from methods.registry import METHODS
@@ -189,6 +190,9 @@ def cmd_list(args) -> int:
         "plugins": {o: {"kind": p.kind, "methods": p.methods, "datasets": p.datasets, "stopping_rules": p.stopping_rules,
                         **({"error": p.error} if p.error else {})} for o, p in plugins.PLUGINS.items()},
         "broken": {name: {"error": error} for name, error in {**METHODS.broken, **DATASETS.broken, **plugins.broken()}.items()},
+        # every other plugin kind of the one registry (core/registry.py): networks, denoisers, samplers, loaders
+        "components": {kind: {n: {"description": e.description, "origin": e.origin} for n, e in sorted(reg.items())}
+                       for kind, reg in REGISTRIES.items() if reg not in (METHODS, DATASETS, STOPPING_RULES)},
     }
     for name, path in available_suites().items():
         try:
@@ -199,6 +203,8 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(listing, indent=2, default=str))
     else:
+        for kind, entries in listing["components"].items():
+            print(f"{kind}s: {', '.join(entries) or '(none registered)'}")
         for section in ("methods", "datasets", "stopping_rules", "suites", "broken"):
             if not listing[section]:
                 continue

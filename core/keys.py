@@ -37,6 +37,11 @@ def es_image(rule: str) -> str:
     return f"es_{rule}"
 
 
+def iterate_image(name: str) -> str:
+    """Name of a named iterate's final image in ``images.npz``, e.g. ``iterate_u``."""
+    return f"iterate_{name}"
+
+
 def iterate(name: str, what: str) -> str:
     """Metric key of a named secondary iterate, e.g. ``iterate.u.final_psnr``."""
     return f"iterate.{name}.{what}"

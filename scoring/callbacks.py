@@ -220,7 +220,7 @@ class NamedIterates(IterateCallback):
     def summary(self):
         metrics, images = {}, {}
         for name, value in self.latest.items():
-            images[f"iterate_{name}"] = value
+            images[keys.iterate_image(name)] = value
             if not self.has_gt:
                 continue
             final = self.task.psnr(value)
