@@ -8,6 +8,7 @@ import pandas as pd
 from benchmark.store import RunStore
 from core import keys
 from core.results import RunState
+from reports.claims import write_claims
 from reports.collect import add_labels, load_runs
 from reports.figures import mean_psnr_curves, psnr_curves, reconstruction_panel, residual_curves
 from reports.leaderboard import write_leaderboard
@@ -37,6 +38,7 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
     # stopping-rule leaderboard over every reported suite (reports/leaderboard.py)
     board = write_leaderboard(runs[runs["suite"].isin(suites)] if suites else runs, out)
     written = [*board, *write_sensitivity(out)]  # from the calibration tables beside the presets
+    written.append(write_claims(runs[runs["suite"].isin(suites)] if suites else runs, out, PAPER_TABLES["B-T2"]))
     store = RunStore(results)
     for suite, suite_runs in runs.groupby("suite"):
         if suites and suite not in suites:
