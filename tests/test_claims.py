@@ -59,3 +59,21 @@ def test_claims_md_is_written_with_every_claim(tmp_path):
     runs = pd.DataFrame([run("s1", "vanilla_dip", 25, 18, es=24.5)])
     text = write_claims(runs, tmp_path, PAPER).read_text()
     assert text.count("\n| ") == 14 and "**holds**" in text and "**not measured**" in text
+
+
+def test_make_report_writes_one_html_page_with_claims_suites_figures_and_provenance(tmp_path, capsys):
+    import re
+
+    from benchmark.cli import main
+    from tests.grid_helpers import suite_file
+
+    suite = suite_file(tmp_path, images=("coffee",), max_steps=12)
+    results, out = tmp_path / "results", tmp_path / "out"
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "The surveys' claims" in page and page.count("<tr><td>") >= 13 and 'id="grid"' in page
+    assert "Per-run provenance" in page and "commit" in page and "<script" not in page
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert images and all((out / src).is_file() for src in images)
+    assert (out / "claims.md").is_file()
