@@ -8,8 +8,10 @@ import pandas as pd
 from benchmark.store import RunStore
 from core import keys
 from core.results import RunState
+from reports.claims import judge, paper_summary, write_claims
 from reports.collect import add_labels, load_runs
 from reports.figures import mean_psnr_curves, psnr_curves, reconstruction_panel, residual_curves
+from reports.html import write_html
 from reports.leaderboard import write_leaderboard
 from reports.sensitivity import write_sensitivity
 from reports.tables import (
@@ -37,6 +39,10 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
     # stopping-rule leaderboard over every reported suite (reports/leaderboard.py)
     board = write_leaderboard(runs[runs["suite"].isin(suites)] if suites else runs, out)
     written = [*board, *write_sensitivity(out)]  # from the calibration tables beside the presets
+    reported = runs[runs["suite"].isin(suites)] if suites else runs
+    claims = judge(reported, paper_summary(pd.read_csv(PAPER_TABLES["B-T2"])))
+    written.append(write_claims(reported, out, PAPER_TABLES["B-T2"]))
+    pages = []  # for index.html
     store = RunStore(results)
     for suite, suite_runs in runs.groupby("suite"):
         if suites and suite not in suites:
@@ -104,12 +110,15 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         (folder / "table.tex").write_text(latex.to_latex(index=False, escape=True, caption=f"Suite {suite}: {provenance}."))
         written += [folder / "table.md", folder / "table.tex"]
         title = f"{suite}: {provenance}"
-        for fig in (psnr_curves(suite_runs, title, folder / "psnr_vs_iteration.png"),
-                    mean_psnr_curves(suite_runs, title, folder / "mean_psnr_vs_iteration.png"),
-                    residual_curves(suite_runs, title, folder / "residual_vs_iteration.png"),
-                    reconstruction_panel(suite_runs, title, folder / "reconstructions.png")):
-            if fig:
-                written.append(fig)
+        figures = [fig for fig in (psnr_curves(suite_runs, title, folder / "psnr_vs_iteration.png"),
+                                   mean_psnr_curves(suite_runs, title, folder / "mean_psnr_vs_iteration.png"),
+                                   residual_curves(suite_runs, title, folder / "residual_vs_iteration.png"),
+                                   reconstruction_panel(suite_runs, title, folder / "reconstructions.png")) if fig]
+        written += figures
+        info = store.suite_info(suite)
+        pages.append({"name": suite, "runs": suite_runs, "summary": table, "figures": figures, "provenance": provenance,
+                      "experiments": ", ".join(sorted(experiments)), "description": info.get("description") or ""})
+    written.append(write_html(out, results, pages, claims))
     return written
 
 

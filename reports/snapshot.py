@@ -24,6 +24,12 @@ def write_snapshot(report: Path, snapshot: Path, suites: list[str] | None = None
         target.write_text(f"<!-- written by `python -m benchmark report --snapshot {snapshot}` on {stamp} from "
                           f"{report}/{suite}/table.md; do not edit by hand: rerun the suite and the report -->\n" + body)
         written.append(target)
+    claims = report / "claims.md"
+    if claims.is_file():
+        target = snapshot / "claims.md"
+        target.write_text(f"<!-- written by `python -m benchmark report --snapshot {snapshot}` on {stamp}; do not edit "
+                          "by hand -->\n" + claims.read_text())
+        written.append(target)
     sensitivity = report / "sensitivity.md"
     if sensitivity.is_file():
         figures = snapshot / "sensitivity"

@@ -1,0 +1,81 @@
+"""One self-contained page, ``reports/out/index.html``: the claims with their verdicts and
+evidence, one section per suite (its experiment ids, tables, figures, failed runs and
+per-run provenance), and the sensitivity curves. Plain HTML + CSS rendered with Jinja2; the
+figures are the report's own PNGs beside it."""
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from core.results import RunState
+from reports.claims import Verdict
+
+TEMPLATE = jinja2.Template("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dipbench report</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; line-height: 1.4; color: #222; }
+table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; } img { max-width: 100%; border: 1px solid #eee; margin: 0.3em 0; }
+.holds { color: #176d17; font-weight: bold; } .fails { color: #b21e1e; font-weight: bold; }
+.mixed { color: #a86400; font-weight: bold; } .not { color: #666; font-style: italic; }
+.note { color: #555; font-size: 0.9em; } nav a { margin-right: 1em; }
+</style></head><body>
+<h1>dipbench report</h1>
+<p class="note">Written {{ stamp }} from the run store {{ results }}; every number comes from stored runs.
+Simulated measurements on real images are labelled as such in each suite's data line.</p>
+<nav><a href="#claims">Claims</a>{% for s in suites %}<a href="#{{ s.name }}">{{ s.name }}</a>{% endfor %}
+<a href="#sensitivity">Sensitivity</a></nav>
+<h2 id="claims">The surveys' claims</h2>
+<table><tr><th>#</th><th>claim</th><th>threshold</th><th>verdict</th><th>ours</th><th>paper (B-T2)</th></tr>
+{% for v in claims %}<tr><td>{{ v.number }}</td><td>{{ v.sentence }} <span class="note">({{ v.source }})</span></td>
+<td>{{ v.threshold }}</td><td class="{{ v.verdict.split()[0] }}">{{ v.verdict }}</td>
+<td>{% for s, q, h in v.evidence %}<a href="#{{ s }}">{{ s }}</a>: {{ q }} → <span class="{{ h }}">{{ h }}</span><br>{% else %}
+<span class="not">run {{ v.missing }}</span>{% endfor %}</td><td>{{ v.paper or "—" }}</td></tr>
+{% endfor %}</table>
+{% for s in suites %}
+<h2 id="{{ s.name }}">Suite {{ s.name }}{% if s.experiments %} ({{ s.experiments }}){% endif %}</h2>
+<p class="note">{{ s.description }}</p><p><b>Data:</b> {{ s.provenance }}</p>
+{{ s.table }}
+{% for fig in s.figures %}<img src="{{ fig }}" alt="{{ fig }}">{% endfor %}
+{% if s.failed %}<h3>Failed and damaged runs</h3>{{ s.failed }}{% endif %}
+<details><summary>Per-run provenance ({{ s.runs }} runs)</summary>{{ s.provenance_table }}</details>
+{% endfor %}
+<h2 id="sensitivity">Sensitivity to the tuned settings</h2>
+<p class="note">Calibration trials of <code>benchmark tune</code> (never on evaluated measurements); chosen value dotted.</p>
+{% for fig in sensitivity %}<img src="{{ fig }}" alt="{{ fig }}">{% else %}<p class="not">no calibration tables</p>{% endfor %}
+</body></html>
+""")
+
+PROVENANCE = {"run_id": "run", "method.name": "method", "status": "status", "code.git_commit": "commit",
+              "code.git_dirty": "uncommitted", "versions.torch": "torch", "placement.host": "host",
+              "placement.executor": "executor", "wall_time_s": "wall time [s]"}
+
+
+def write_html(out: Path, results: Path, suites: list[dict], claims: list[Verdict]) -> Path:
+    """``suites``: per suite ``name``, ``runs`` (its frame), ``summary`` (Table 2 layout) and the
+    figure paths the report wrote for it."""
+    rendered = []
+    for s in suites:
+        runs: pd.DataFrame = s["runs"]
+        failed = runs[runs["status"] != RunState.FINISHED]
+        columns = [c for c in PROVENANCE if c in runs]
+        prov = runs[columns].rename(columns=PROVENANCE)
+        if "commit" in prov:
+            prov["commit"] = prov["commit"].astype(str).str[:10]
+        rendered.append({
+            "name": s["name"], "experiments": s.get("experiments", ""), "description": s.get("description", ""),
+            "provenance": s.get("provenance", ""), "runs": len(runs),
+            "table": s["summary"].to_html(index=False, border=0) if len(s["summary"]) else "<p class='not'>no scored runs</p>",
+            "figures": [str(Path(f).relative_to(out)) for f in s.get("figures", []) if Path(f).is_file()],
+            "failed": failed[[c for c in ("run_id", "method.name", "error") if c in failed]].to_html(index=False, border=0)
+            if len(failed) else "",
+            "provenance_table": prov.to_html(index=False, border=0, float_format=lambda v: f"{v:.0f}")})
+    sensitivity = sorted(str(p.relative_to(out)) for p in (out / "sensitivity").glob("*.png"))
+    path = out / "index.html"
+    path.write_text(TEMPLATE.render(stamp=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), results=results,
+                                    suites=rendered, claims=claims, sensitivity=sensitivity))
+    return path
