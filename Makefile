@@ -13,7 +13,7 @@ REPORTS ?= reports/out
 # never resolves torch on its own; the same pins install a CUDA build on GPU machines.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup benchmark report status throughput test system-deps data-cbsd68 clean-results
+.PHONY: setup benchmark report status throughput test test-fast golden system-deps data-cbsd68 clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,17 @@ report: $(VENV)/.installed
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	@start=$$(date +%s); $(VENV)/bin/pytest -q; rc=$$?; echo "make test: tests took $$(( $$(date +%s) - start )) s"; exit $$rc
+
+# development loop: everything but the end-to-end runs marked slow (make test runs them too)
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -m "not slow"
+
+# The CI regression's golden file (tests/golden/ci_small.json): rewrite it on purpose only, and say why in the
+# commit message (benchmark/golden.py).
+golden: setup
+	$(PY) -m benchmark.golden write --results $(RESULTS)
 
 # CBSD68 for users (public repository of the dataset's PNGs).
 data-cbsd68:
