@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +168,11 @@ def write_calibrated_preset(suite: Suite, table: pd.DataFrame, rule: str, root: 
     comment = (f"Written by `python -m benchmark tune {method} --family {family} --rule {rule}`; rerun it to change.\n"
                "Per setting (mean over the calibration images):\n"
                + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    edges = [k for k in names if values[k] in (table[k].min(), table[k].max())]
+    if edges:
+        source += f"; at the edge of the searched range ({', '.join(edges)}): widen the Tunable range and rerun"
+        print(f"warning: {method}: the chosen {', '.join(edges)} lies at the edge of the searched range; the best "
+              "value may lie beyond it (widen the Tunable range in the config and rerun tune)", file=sys.stderr)
     cfg = suite.runs[0].dataset_cfg
     size = next((s for s in (getattr(cfg, k, None) for k in ("image_size", "crop")) if isinstance(s, int)), None)
     return write_preset(method, family, {k: PresetValue(v, source, size) for k, v in values.items()}, comment, root)

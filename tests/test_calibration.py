@@ -191,3 +191,15 @@ def test_a_suite_with_oracle_reports_the_transferred_setting_beside_the_best_in_
     assert "| dip_tv_joint" in section and "tv_weight=0.05" in section and "settings tried" in section
     main_table = text.split("## Per run")[1].split("##")[0]
     assert main_table.count("dip_tv_joint") == 1  # the oracle trials are not rows of the suite's tables
+
+
+def test_a_choice_at_the_edge_of_the_range_says_so(tmp_path, capsys):
+    from benchmark.calibration import write_calibrated_preset
+
+    suite = tune_suite("dip_tv_joint", "ct", points=2)
+    table = pd.DataFrame({"tv_weight": [0.001, 0.001, 3.0, 3.0], "calibration_image": ["head", "ellipses"] * 2,
+                          "status": "finished", "peak_psnr": [20, 21, 25, 24], "peak_step": 5, "es_psnr": 19,
+                          "final_psnr": 18, "code": "abc"})
+    path = write_calibrated_preset(suite, table, "peak", tmp_path)
+    assert "at the edge of the searched range (tv_weight)" in path.read_text()
+    assert "widen the Tunable range" in capsys.readouterr().err
