@@ -25,6 +25,12 @@ def test_a_drift_is_reported_as_a_readable_table():
                                            "final_data_residual": 1.0}, "n @ d": {"status": "finished"}})
     assert list(moved.columns) == ["run", "metric", "golden", "now", "difference", "tolerance"]
     assert set(moved["metric"]) == {"peak_psnr", "run"} and moved.iloc[0]["tolerance"] == TOLERANCES["peak_psnr"]
+    flat = differences(golden, {"m @ d": {"status": "finished", "peak_psnr": 20.01, "peak_step": 17,
+                                          "final_data_residual": 1.0}})
+    assert flat.empty  # the peak moved 7 iterations along a flat curve: the same PSNR
+    far = differences(golden, {"m @ d": {"status": "finished", "peak_psnr": 20.01, "peak_step": 30,
+                                         "final_data_residual": 1.0}})
+    assert list(far["metric"]) == ["peak_step"]
     missing_bart = {"status": "skipped", "reason": "bart_pics needs the BART binary, which is not installed here"}
     env = differences({"b @ d": {"status": "finished"}}, {"b @ d": missing_bart})
     assert env.empty  # a program missing on this machine is a note, not a drift
