@@ -173,7 +173,8 @@ def _running_variance(s):
 
 
 @register_claim(8, "The peak iteration varies from image to image even with the same initialisation (A-F3).",
-                "Survey A Fig. 3", "max/min peak iteration of vanilla DIP over images (same seed) ≥ 1.5")
+                "Survey A Fig. 3", "max/min peak iteration of vanilla DIP over images (same seed) ≥ 1.5",
+                missing="the A-F3 suite (a_f3_quick: several images, one seed)")
 def _peak_varies(s):
     frame = s.attrs.get("per_run")
     if frame is None:

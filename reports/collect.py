@@ -76,8 +76,8 @@ def paper_method_name(row: dict) -> str:
     name = row["method.name"]
     if name == "tv":
         return "tv_baseline"
-    if row.get("method.input") == "fbp":
-        return f"{name}_fbp_input"
+    if name == "vanilla_dip" and row.get("method.input") == "fbp":  # Table 2's FBP-input row (older runs)
+        return "vanilla_dip_fbp_input"
     return name
 
 
