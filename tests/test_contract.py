@@ -7,7 +7,6 @@ these tests for free.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import yaml
 
 import tests.example_methods  # noqa: F401  (registers the contract's example methods)
 from benchmark.cli import main
+from benchmark.golden import method_entry  # every method at its smoke size on the tiny network
 from datamodules.registry import load_all as load_datasets
 from datamodules.sources.paths import MissingDataError
 from methods.registry import load_all as load_methods
@@ -26,16 +26,7 @@ from methods.registry import load_all as load_methods
 METHODS = load_methods()
 DATASETS = load_datasets()
 TINY_TASKS = {"linear": "denoising", "nonlinear": "deblur_nonlinear", "complex_mri": "fastmri_knee"}
-TINY_NET = {"scales": 2, "channels": 8, "skip_channels": [0, 4]}
 STEPS = 5
-
-
-def method_entry(name: str) -> dict:
-    spec = METHODS[name]
-    entry = {"name": name, **spec.smoke_config}
-    if "net" in {f.name for f in dataclasses.fields(spec.config)}:
-        entry.setdefault("net", TINY_NET)
-    return entry
 
 
 def write_suite(tmp_path: Path, method: str, dataset: str) -> Path:
