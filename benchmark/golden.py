@@ -1,8 +1,8 @@
 """The CI regression on small crops: ``ci_small`` runs every registered method (at its
 registered smoke size, on a tiny network) on one small instance of every task family —
 natural-image denoising, inpainting, a Gaussian deblur, CT (a real head CT,
-simulated fan beam), multi-coil MRI, and a user's degraded-image file written here — long
-enough for the peak to mean something, deterministically, through the normal executor path.
+simulated fan beam), multi-coil MRI, and a user's degraded-image file written here — for 100
+iterations at one learning rate (0.01), deterministically, through the normal executor path.
 Its results are compared with the committed golden file (``tests/golden/ci_small.json``):
 per run the peak PSNR and its iteration, the running-variance pick's PSNR and iteration, the
 final PSNR and the final data residual, within the tolerances of :data:`TOLERANCES` (not
@@ -38,7 +38,7 @@ from methods.registry import METHODS
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden" / "ci_small.json"
 SUITE = "ci_small"
 TINY_NET = {"scales": 2, "channels": 8, "skip_channels": [0, 4]}
-STEPS = 40
+STEPS = 100
 ES = "running_variance"
 # what is compared, and by how much it may differ (absolute): dB, iterations, relative residual
 TOLERANCES = {keys.PEAK_PSNR: 0.1, keys.PEAK_STEP: 2, keys.es(ES, "psnr"): 0.1, keys.es(ES, "step"): 2,
@@ -84,7 +84,7 @@ def ci_small(results: Path) -> Suite:
            "description": "CI regression: every method at its smoke size on one small task of every family",
            "methods": [method_entry(name) for name, spec in sorted(METHODS.items()) if spec.origin.startswith("built-in")],
            "datasets": [*DATASETS, user_file(Path(results) / ".ci_small_data")], "seeds": [0],
-           "set": {"run.max_steps": STEPS, "run.trace_every": 1, "run.ssim_every": 10, "run.save_images": False,
+           "set": {"method.lr": 0.01, "run.max_steps": STEPS, "run.trace_every": 1, "run.ssim_every": 10, "run.save_images": False,
                    "run.stopping": {ES: {"window": 5, "patience": 10}}}}
     skipped: list = []
     runs = expand(raw, {}, SUITE, skipped)
