@@ -84,8 +84,8 @@ def ci_small(results: Path) -> Suite:
            "description": "CI regression: every method at its smoke size on one small task of every family",
            "methods": [method_entry(name) for name, spec in sorted(METHODS.items()) if spec.origin.startswith("built-in")],
            "datasets": [*DATASETS, user_file(Path(results) / ".ci_small_data")], "seeds": [0],
-           "set": {"method.lr": 0.01, "run.max_steps": STEPS, "run.trace_every": 1, "run.ssim_every": 10, "run.save_images": False,
-                   "run.stopping": {ES: {"window": 5, "patience": 10}}}}
+           "set": {"method.lr": 0.01, "run.max_steps": STEPS, "run.trace_every": 1, "run.ssim_every": 10,
+                   "run.save_images": False, "run.stopping": {ES: {"window": 5, "patience": 10}}}}
     skipped: list = []
     runs = expand(raw, {}, SUITE, skipped)
     return Suite(SUITE, raw["description"], runs, raw, skipped)
