@@ -5,6 +5,7 @@ of numbers typed by hand."""
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shutil
 from pathlib import Path
@@ -46,6 +47,4 @@ def write_snapshot(report: Path, snapshot: Path, suites: list[str] | None = None
 
 def _relative(path: Path, start: Path) -> str:
     """``path`` relative to ``start`` (links in a copied page keep pointing at the report)."""
-    import os
-
     return os.path.relpath(path.resolve(), start.resolve())
