@@ -60,15 +60,32 @@ def handle_interrupts(signals=(signal.SIGTERM, signal.SIGINT)):
             signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
+def hold() -> int:
+    """Start holding back interrupts (until :func:`release_to`); returns the depth to release to.
+    The runner holds from the moment a run's computation has ended until its folder is written,
+    so a signal in between stops the process only after the finished run is stored."""
+    _state["depth"] += 1
+    return _state["depth"] - 1
+
+
+def depth() -> int:
+    return _state["depth"]
+
+
+def release_to(level: int) -> None:
+    """Stop holding down to ``level``; a signal that arrived meanwhile is raised now."""
+    _state["depth"] = min(_state["depth"], level)
+    if not _state["depth"] and _state["pending"] is not None and not _state["raised"]:
+        signum, _state["pending"] = _state["pending"], None
+        _state["raised"] = True
+        raise Interrupted(signum)
+
+
 @contextmanager
 def critical():
     """Hold back an interrupt until the block has finished (a no-op without handlers)."""
-    _state["depth"] += 1
+    level = hold()
     try:
         yield
     finally:
-        _state["depth"] -= 1
-        if not _state["depth"] and _state["pending"] is not None and not _state["raised"]:
-            signum, _state["pending"] = _state["pending"], None
-            _state["raised"] = True
-            raise Interrupted(signum)
+        release_to(level)

@@ -16,6 +16,7 @@ import lightning as L
 import pandas as pd
 import torch
 
+from benchmark import interrupts
 from benchmark.config import RunConfig
 from benchmark.provenance import run_provenance
 from benchmark.store import LostClaim, RunStore, StoreError
@@ -74,6 +75,7 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
     except Exception as exc:
         exc.partial_trace = pd.DataFrame(callbacks[-1].rows)  # the trace up to the failure is stored with it
         raise
+    interrupts.hold()  # computed: a signal from here on waits until the run is stored (execute releases)
     metrics, images = {}, {}
     for cb in callbacks:
         m, im = cb.summary()
@@ -90,6 +92,7 @@ def _run_baseline(spec, run: RunConfig, task, extra_callbacks=()):
     baseline = spec.cls(run.method_cfg, task.measurement(), oracle=task.psnr if has_gt else None)
     with torch.no_grad():
         x = baseline.reconstruct()
+    interrupts.hold()  # computed: a signal from here on waits until the run is stored (execute releases)
     metrics = {keys.FINAL_RESIDUAL: data_residual(task.physics, x, task.y), **baseline.info}
     trace = pd.DataFrame(baseline.trace)
     if has_gt:
@@ -116,6 +119,7 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), cla
     where = {"started_at": started_at, "placement": {"host": socket.gethostname(), "pid": os.getpid(),
                                                      "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                                                      **(placement or {})}}
+    level = interrupts.depth()
     try:
         L.seed_everything(run.run.seed, workers=False, verbose=False)
         task = build_task(run)
@@ -143,6 +147,8 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), cla
                    "ended_at": time.time(), **provenance}
         store.write(suite, run, metrics, getattr(exc, "partial_trace", None), {}, claim=claim)
         return metrics
+    finally:
+        interrupts.release_to(level)  # a signal held back since the computation ended stops us now
 
 
 def failure_info(exc: BaseException) -> dict:

@@ -206,3 +206,31 @@ def test_a_stopping_window_longer_than_the_run_warns(tmp_path, capsys):
     assert len(runs) == 4 and err.count("\n") == 1  # loaded (a warning, not an error), one line per setting
     assert "warning:" in err and "run.stopping.running_variance.window = 50 is longer than run.max_steps = 20" in err
     assert "(2 run(s))" in err  # the DIP runs only: the baseline has no stopping rule
+
+
+# -- item 5: a signal after a run's computation has ended waits until the run is stored -----------
+
+@pytest.mark.parametrize("method", ["vanilla_dip", "degraded"])
+def test_a_signal_during_the_store_write_keeps_the_computed_run(tmp_path, monkeypatch, method):
+    """SIGTERM while the run folder is being filled (the slow part of the write: parquet, npz,
+    PNGs): the run is written whole, then the process stops (it threw the run away before)."""
+    import os
+    import signal
+
+    from benchmark.interrupts import Interrupted, handle_interrupts
+
+    fill, sent = RunStore._fill, []
+
+    def fill_then_signal(self, tmp, *args):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the write
+        sent.append(True)
+        return fill(self, tmp, *args)
+
+    monkeypatch.setattr(RunStore, "_fill", fill_then_signal)
+    config = _config(20, "sigmoid", lr=0.01) if method == "vanilla_dip" else \
+        {"method": {"name": "degraded"}, "dataset": {"name": "denoising", "image": "coffee", "crop": 16}}
+    with pytest.raises(Interrupted) as stopped, handle_interrupts():
+        execute(resolve(config), "s", RunStore(tmp_path))
+    assert sent and stopped.value.exit_code == 128 + signal.SIGTERM
+    (folder,) = RunStore(tmp_path).runs("s")
+    assert inspect_folder(folder).state == "finished"
