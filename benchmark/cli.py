@@ -309,7 +309,12 @@ def main(argv=None) -> int:
                 "status": cmd_status}
     try:
         _load_plugins(args)
-        return commands[args.command](args)
+        with handle_interrupts():
+            return commands[args.command](args)
+    except Interrupted as exc:  # `run` and `tune` say which runs were left; every command exits 128 + signal
+        print(f"interrupted by {exc.name}: `{args.command}` stopped; nothing half-written was kept (a run going on "
+              "was abandoned, stored runs are untouched). Run the same command to resume.", file=sys.stderr)
+        return exc.exit_code
     except ConfigError as exc:
         print(f"error: {exc}{hint() if 'unknown' in str(exc) else ''}", file=sys.stderr)
         return 2

@@ -205,6 +205,28 @@ def break_stale(path: Path, judged: Holder, lease: float) -> None:
         lock.unlink(missing_ok=True)
 
 
+def release_dead_claim(suite_dir: Path, run_id: str, wait_s: float = 0.0) -> bool:
+    """Remove a run's claim if its holder ran on this host and is gone (e.g. a cancelled
+    worker; waits up to ``wait_s`` for it to exit); True if removed. Claims of live processes
+    and of other hosts are left."""
+    path = claim_path(suite_dir, run_id)
+    holder = read_holder(path)
+    deadline = time.monotonic() + wait_s
+    while holder is not None and holder.host == HOST and pid_alive(holder.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if holder is None or holder.host != HOST or pid_alive(holder.pid):
+        return False
+    for _ in range(50):  # the break lock may be busy for a moment
+        break_stale(path, holder, default_lease())
+        if read_holder(path) is None or read_holder(path).token != holder.token:
+            break
+    try:
+        claims_dir(suite_dir).rmdir()
+    except OSError:
+        pass
+    return read_holder(path) is None
+
+
 def live_holder(suite_dir: Path, run_id: str, lease: float | None = None) -> Holder | None:
     """The live holder of a run's claim, or None (unclaimed or stale)."""
     holder = read_holder(claim_path(suite_dir, run_id))

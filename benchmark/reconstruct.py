@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.config import ConfigError, resolve, set_dotted
+from benchmark.executors.worker import ClaimProgress
+from benchmark.locks import Claim, try_claim
 from benchmark.plugins import check_conflicts
 from benchmark.progress import StepProgress, suite_progress
 from benchmark.runner import execute
@@ -53,10 +56,20 @@ def reconstruct(method: str, dataset: str, overrides: dict, out: str, results: s
     if not run.run.save_images:
         raise ConfigError("reconstruct writes the run's images: drop run.save_images=false")
     store = RunStore(results)
+    store.check_writable(SUITE)
+    store.clean_temporaries(SUITE)  # left by a killed reconstruct
     run_dir = store.run_dir(SUITE, run)
-    if force or not store.is_finished(SUITE, run) or not (run_dir / "images.npz").exists():
-        print(f"reconstructing with {method} on {dataset} → {run_dir}", file=sys.stderr)
-        metrics = _execute(run, store)
+
+    def stored() -> bool:
+        return store.is_finished(SUITE, run) and (run_dir / "images.npz").exists()
+
+    claim = None if (stored() and not force) else _claim(store, run, stored)
+    if claim is not None:  # compute it (the claim keeps a second identical call from computing it too)
+        try:
+            print(f"reconstructing with {method} on {dataset} → {run_dir}", file=sys.stderr)
+            metrics = _execute(run, store, claim)
+        finally:
+            claim.release()
         if metrics["status"] != RunState.FINISHED:
             print(f"error: the run failed: {metrics['error']}\n(traceback in {run_dir / 'metrics.json'})", file=sys.stderr)
             return 1
@@ -86,13 +99,31 @@ def reconstruct(method: str, dataset: str, overrides: dict, out: str, results: s
     return 0
 
 
-def _execute(run, store) -> dict:
-    if not sys.stderr.isatty():
-        return execute(run, SUITE, store)
+def _claim(store, run, stored, poll_s: float = 1.0) -> Claim | None:
+    """Claim the run; while another process holds it, wait for it (None once it has stored
+    the run: reuse it; a claim whose holder died is taken over)."""
+    said = False
+    while True:
+        claim = try_claim(store.suite_dir(SUITE), run.run_id, "reconstruct")
+        if isinstance(claim, Claim):
+            return claim
+        if not said:
+            print(f"the same reconstruction is being computed by {claim.describe()}: waiting for it", file=sys.stderr)
+            said = True
+        time.sleep(poll_s)
+        if stored():
+            return None
+
+
+def _execute(run, store, claim) -> dict:
     total = METHODS[run.method].cls.iterations(run.method_cfg, run.run.max_steps)
+    claim.report_progress(0, total)
+    reported = ClaimProgress(claim, total)  # for `status` and a second identical call
+    if not sys.stderr.isatty():
+        return execute(run, SUITE, store, extra_callbacks=[reported], claim=claim)
     with suite_progress() as progress:
         bar = progress.add_task(f"{run.method} on {run.dataset}", total=total or 1)
-        return execute(run, SUITE, store, extra_callbacks=[StepProgress(progress, bar)])
+        return execute(run, SUITE, store, extra_callbacks=[reported, StepProgress(progress, bar)], claim=claim)
 
 
 def _write(run_dir: Path, images, name: str, stem: Path) -> list[Path]:

@@ -234,3 +234,42 @@ def test_a_signal_during_the_store_write_keeps_the_computed_run(tmp_path, monkey
     assert sent and stopped.value.exit_code == 128 + signal.SIGTERM
     (folder,) = RunStore(tmp_path).runs("s")
     assert inspect_folder(folder).state == "finished"
+
+
+# -- item 4: signals outside `run`: every command exits 128 + signal with the message and cleanup --
+
+@pytest.mark.slow
+def test_sigterm_to_reconstruct_exits_143_says_so_and_leaves_nothing(tmp_path):
+    import signal
+
+    from tests.grid_helpers import cli, hidden_run_folders, no_claims, progress_of, wait_for
+
+    results, out = tmp_path / "results", tmp_path / "recon.png"
+    proc = cli("reconstruct", "--method", "vanilla_dip", "--dataset", "denoising", "--set", "dataset.crop=16",
+               "--set", f"method.net={NET}", "--set", "run.max_steps=5000", "--out", str(out), "--results", str(results),
+               env={"OMP_NUM_THREADS": "1"})
+    wait_for(lambda: progress_of(results / "reconstruct", "vanilla_dip") >= 1, 120, "the run to be under way", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "Run the same command to resume" in err
+    suite_dir = results / "reconstruct"
+    assert RunStore(results).runs("reconstruct") == [] and not out.exists()
+    assert hidden_run_folders(suite_dir) == [] and no_claims(suite_dir)
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_ray_grid_exits_143_says_which_runs_are_left_and_leaves_no_claims(tmp_path):
+    """It died with Ray's own handler (exit 1 or SIGABRT, a stack dump, 4 stale claim/progress files)."""
+    import signal
+
+    from tests.grid_helpers import cli, hidden_run_folders, no_claims, progress_of, wait_for
+
+    suite, results = suite_file(tmp_path, images=("coffee",), max_steps=5000), tmp_path / "results"
+    proc = cli("run", str(suite), "--results", str(results), "--executor", "ray", env={"OMP_NUM_THREADS": "1"})
+    wait_for(lambda: progress_of(results / "grid", "vanilla_dip") >= 5, 240, "the DIP run to be under way", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "not done: 1" in err and "SIGTERM received" not in err
+    assert hidden_run_folders(results / "grid") == [] and no_claims(results / "grid")

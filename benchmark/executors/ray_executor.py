@@ -11,14 +11,29 @@ file system.
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 from benchmark.executors.plan import record_lost_run
 from benchmark.executors.worker import run_one
+from benchmark.interrupts import Interrupted
+from benchmark.locks import release_dead_claim
 from benchmark.store import RunStore
 from core.results import Outcome, RunState
 
 POLL_S = 0.5
+
+
+def _wait(ray, refs):
+    """``ray.wait`` for one result; a signal that our handler turned into :class:`Interrupted`
+    inside Ray's compiled code comes out as a ``SystemError`` caused by it: raise it as itself."""
+    try:
+        return ray.wait(refs, num_returns=1, timeout=POLL_S)[0]
+    except SystemError as exc:
+        if isinstance(exc.__cause__, Interrupted):
+            raise exc.__cause__ from None
+        raise
 
 
 class RayExecutor:
@@ -42,7 +57,14 @@ class RayExecutor:
             kwargs["address"] = self.address
         else:
             kwargs.update({k: v for k, v in (("num_cpus", self.num_cpus), ("num_gpus", self.num_gpus)) if v is not None})
+        ours = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         ray.init(**kwargs)
+        if threading.current_thread() is threading.main_thread():
+            # ray.init replaces SIGTERM's handler with one that exits 1 at once (and its core worker
+            # logs a stack dump): put ours back, so a signal stops the grid like `local` does
+            # (the runs going on are cancelled, their claims removed, Ray shut down, exit 128 + signal)
+            for sig, handler in ours.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         return True
 
     def resources(self) -> dict:
@@ -69,7 +91,7 @@ class RayExecutor:
                 ctx.reporter.started(job)  # queued; progress appears once a worker holds its claim
             outcomes = []
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+                done = _wait(ray, list(pending))
                 ctx.reporter.poll()
                 for ref in done:
                     job = pending.pop(ref)
@@ -78,12 +100,22 @@ class RayExecutor:
                     outcomes.append(outcome)
             return outcomes
         except BaseException:
-            for ref in pending:  # interrupted: stop the runs still going (their claims die with them)
+            for ref in pending:  # interrupted: stop the runs still going
                 ray.cancel(ref, force=True)
+            self._free_claims(ray, pending, ctx)
             raise
         finally:
             if started_here:
                 ray.shutdown()
+
+    @staticmethod
+    def _free_claims(ray, pending, ctx) -> None:
+        """Remove the claims (and progress files) that the cancelled runs' killed workers left."""
+        if not pending:
+            return
+        suite_dir = RunStore(ctx.results).suite_dir(ctx.suite)
+        for job in pending.values():  # a claim still left (a worker on another host) is broken by the next run
+            release_dead_claim(suite_dir, job.run_id, wait_s=10)
 
     def _result(self, ray, ref, job, ctx) -> Outcome:
         try:
