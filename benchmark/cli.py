@@ -14,6 +14,7 @@ from benchmark.calibration import PROTOCOLS, RULES, trial_table, tune_suite, wri
 from benchmark.config import ConfigError, parse_overrides
 from benchmark.executors import Context, Job, make_executor, plan_runs, redo_states
 from benchmark.interrupts import Interrupted, handle_interrupts
+from benchmark.locks import live_holder
 from benchmark.plan import print_plan
 from benchmark.plugins import hint
 from benchmark.progress import GridReporter
@@ -53,7 +54,7 @@ def run_suite(suite, args) -> int:
     for _, state in plan.damaged:
         print(f"damaged run {state.path.name}: {state.problem}; not counted as finished, it will be rerun", file=sys.stderr)
     for run, holder in plan.held:
-        print(f"{run.run_id} is being run by {holder.describe()}: left to it")
+        print(f"{run.run_id} is being run by {holder.describe()}: waited for (taken over if its holder stops)")
     parts = [f"{len(plan.finished)} already finished"]
     if plan.failed:
         parts.append(f"{len(plan.failed)} failed before (left alone; --retry-failed reruns them)")
@@ -64,27 +65,56 @@ def run_suite(suite, args) -> int:
     store.write_suite_info(suite.name, {**{k: suite.raw.get(k) for k in ("name", "description", "experiment", "tune")},
                                         "runs": steps, "oracle_runs": getattr(suite, "oracle", [])})
     failed = [run.run_id for run, _ in plan.failed]
-    if todo:
-        jobs = [Job(run, steps[run.run_id]) for run in todo]
-        reporter = GridReporter(suite.name, jobs, store.suite_dir(suite.name), _outcome_line,
-                                parallel=args.executor != "local")
-        files = tuple(p.target for p in plugins.PLUGINS.values() if p.kind == "file" and p.ok)
-        ctx = Context(suite.name, str(store.root.resolve()), redo_states(args.force, args.retry_failed), not_before,
-                      reporter, files)
+    files = tuple(p.target for p in plugins.PLUGINS.values() if p.kind == "file" and p.ok)
+    waiting = [run for run, _ in plan.held]  # planned as held by another invocation: waited for or taken over
+    said_waiting = False
+    while todo or waiting:
+        if todo:
+            jobs = [Job(run, steps[run.run_id]) for run in todo]
+            reporter = GridReporter(suite.name, jobs, store.suite_dir(suite.name), _outcome_line,
+                                    parallel=args.executor != "local")
+            ctx = Context(suite.name, str(store.root.resolve()), redo_states(args.force, args.retry_failed), not_before,
+                          reporter, files)
+            try:
+                with handle_interrupts(), reporter:
+                    outcomes = executor.execute(jobs, ctx)
+            except Interrupted as exc:
+                left = [job.run_id for job in jobs if not store.inspect(suite.name, job.run_id).state.stored]
+                stored = len(jobs) - len(left)
+                left += [run.run_id for run in waiting if not store.inspect(suite.name, run.run_id).state.stored]
+                print(f"interrupted by {exc.name}: {stored} of {len(jobs)} runs stored; a run going on was "
+                      f"abandoned and left nothing behind; not done: {len(left)} ({', '.join(left)}). "
+                      "Run the same command to resume.", file=sys.stderr)
+                return exc.exit_code
+            failed += [o.run_id for o in outcomes if o.status == RunState.FAILED]
+            others = [o for o in outcomes if o.status == RunState.SKIPPED]
+            if others:
+                print(f"{len(others)} run(s) were taken over or stored by another invocation meanwhile "
+                      "(`python -m benchmark status` shows them)")
+                by_id = {run.run_id: run for run in todo}
+                waiting += [by_id[o.run_id] for o in others if o.run_id in by_id]
+        todo = []
         try:
-            with handle_interrupts(), reporter:
-                outcomes = executor.execute(jobs, ctx)
+            with handle_interrupts():
+                while waiting and not todo:  # every planned run ends stored, here or by its holder
+                    states = {run.run_id: store.inspect(suite.name, run.run_id).state for run in waiting}
+                    failed += [run.run_id for run in waiting if states[run.run_id] == RunState.FAILED]
+                    waiting = [run for run in waiting if not states[run.run_id].stored]
+                    todo = [run for run in waiting if live_holder(store.suite_dir(suite.name), run.run_id) is None]
+                    waiting = [run for run in waiting if run not in todo]
+                    if todo:
+                        print(f"taking over {len(todo)} run(s) whose holder stopped without storing them")
+                    elif waiting:
+                        if not said_waiting:
+                            print(f"waiting for {len(waiting)} run(s) held by other invocations (they store them, or "
+                                  "their claims expire and this one takes them over)")
+                            said_waiting = True
+                        time.sleep(WAIT_POLL_S)
         except Interrupted as exc:
-            left = [job.run_id for job in jobs if not store.inspect(suite.name, job.run_id).state.stored]
-            print(f"interrupted by {exc.name}: {len(jobs) - len(left)} of {len(jobs)} runs stored; a run going on was "
-                  f"abandoned and left nothing behind; not done: {len(left)} ({', '.join(left)}). "
-                  "Run the same command to resume.", file=sys.stderr)
+            left = [run.run_id for run in waiting if not store.inspect(suite.name, run.run_id).state.stored]
+            print(f"interrupted by {exc.name} while waiting for runs held by other invocations; not done here: "
+                  f"{len(left)} ({', '.join(left)}). Run the same command to resume.", file=sys.stderr)
             return exc.exit_code
-        failed += [o.run_id for o in outcomes if o.status == RunState.FAILED]
-        others = [o for o in outcomes if o.status == RunState.SKIPPED]
-        if others:
-            print(f"{len(others)} run(s) were taken over or stored by another invocation meanwhile "
-                  "(`python -m benchmark status` shows them)")
     if failed:
         print(f"{len(failed)} run(s) of suite {suite.name} failed; their errors are in "
               f"{store.root / suite.name}/<run_id>/metrics.json (`python -m benchmark status {suite.name}` lists them); "
@@ -92,6 +122,8 @@ def run_suite(suite, args) -> int:
         return 1
     return 0
 
+
+WAIT_POLL_S = 1.0  # how often a run waiting for other invocations' runs looks at them
 
 EXECUTOR_OPTIONS = ("address", "gpus_per_run", "cpus_per_run", "max_retries", "mem_gb", "time_min", "array_parallelism",
                     "partition", "cluster", "detach")

@@ -37,17 +37,25 @@ def default_lease() -> float:
     return float(os.environ.get("DIPBENCH_LEASE_S", "120"))
 
 BREAK_LOCK_STALE_S = 30.0  # a break lock is held for milliseconds; older ones are left by a crash
+# a claim file is created and written in microseconds: one still empty or unreadable after this
+# long was left by a writer that died in between (it blocked its run for the whole lease before)
+UNREADABLE_CLAIM_STALE_S = 5.0
 HOST = socket.gethostname()
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host and is not a zombie (dead, not yet reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+    except (OSError, ValueError, IndexError):
+        return True
 
 
 @dataclass
@@ -60,10 +68,13 @@ class Holder:
     started: float
     heartbeat: float  # mtime of the claim file
     executor: str = ""
+    unreadable: bool = False  # the file is empty or not a claim
 
     def stale(self, lease: float, now: float | None = None) -> str | None:
         """Why the claim no longer counts (None while it is live)."""
         now = time.time() if now is None else now
+        if self.unreadable and now - self.heartbeat > min(lease, UNREADABLE_CLAIM_STALE_S):
+            return f"its file is empty or unreadable and {now - self.heartbeat:.0f} s old (its writer died)"
         if self.host == HOST and not pid_alive(self.pid):
             return f"its holder (pid {self.pid} on {self.host}) is gone"
         if now - self.heartbeat > lease:
@@ -76,8 +87,8 @@ class Holder:
 
 def read_holder(path: Path) -> Holder | None:
     """The holder of claim file ``path``; None if there is none. A claim file that cannot be
-    parsed (its writer died between create and write) counts as held by nobody alive once its
-    mtime is older than the lease; until then as a live anonymous holder."""
+    parsed (its writer died between create and write) counts as a live anonymous holder for
+    ``UNREADABLE_CLAIM_STALE_S`` seconds, then as stale."""
     try:
         stat = path.stat()
         text = path.read_text()
@@ -88,7 +99,7 @@ def read_holder(path: Path) -> Holder | None:
         return Holder(info["host"], int(info["pid"]), info["token"], float(info["started"]), stat.st_mtime,
                       info.get("executor", ""))
     except (ValueError, KeyError, TypeError):
-        return Holder("?", -1, "", stat.st_mtime, stat.st_mtime)
+        return Holder("?", -1, "", stat.st_mtime, stat.st_mtime, unreadable=True)
 
 
 class Claim:

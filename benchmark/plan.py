@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from benchmark.memory import RunTooLarge, check_fits
 from benchmark.runner import build_task
 from benchmark.store import RunStore
 from core.results import RunState
@@ -49,9 +50,13 @@ def estimate_s(run) -> float:
 
 
 def data_status(run) -> str:
-    """``found``, or the first line of how to get the data (the task is built to check)."""
+    """``found``, or the first line of how to get the data (the task is built to check; a run
+    that cannot fit in memory is reported, not built)."""
     try:
+        check_fits(run)
         build_task(run)
+    except RunTooLarge as exc:
+        return f"too large: {exc}"
     except MissingDataError as exc:
         return "missing: " + " ".join(str(exc).split("\n")[:2])
     except Exception as exc:  # noqa: BLE001 - reported, the plan goes on

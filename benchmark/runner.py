@@ -18,6 +18,7 @@ import torch
 
 from benchmark import interrupts
 from benchmark.config import RunConfig
+from benchmark.memory import check_fits
 from benchmark.provenance import run_provenance
 from benchmark.store import LostClaim, RunStore, StoreError
 from core import keys
@@ -121,6 +122,7 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), cla
                                                      **(placement or {})}}
     level = interrupts.depth()
     try:
+        check_fits(run)  # a run that cannot fit is refused before it allocates (benchmark/memory.py)
         L.seed_everything(run.run.seed, workers=False, verbose=False)
         task = build_task(run)
         metrics, images, trace = RUNNERS[spec.kind](spec, run, task, extra_callbacks)

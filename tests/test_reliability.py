@@ -4,6 +4,7 @@ zero on the executor command line reaches the executor and negative values are o
 error; ``seeds`` must be a non-empty list; a stopping window longer than the run warns."""
 from __future__ import annotations
 
+import json
 import sys
 import types
 from types import SimpleNamespace
@@ -273,3 +274,78 @@ def test_sigterm_to_a_ray_grid_exits_143_says_which_runs_are_left_and_leaves_no_
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "interrupted by SIGTERM" in err and "not done: 1" in err and "SIGTERM received" not in err
     assert hidden_run_folders(results / "grid") == [] and no_claims(results / "grid")
+
+
+# -- item 8: orphaned claims ---------------------------------------------------------------------
+
+def test_an_empty_claim_file_blocks_its_run_for_seconds_not_the_whole_lease(tmp_path):
+    import os
+    import time
+
+    from benchmark.locks import UNREADABLE_CLAIM_STALE_S, Claim, Holder, claim_path, try_claim
+
+    path = claim_path(tmp_path, "m__d__0123456789")
+    path.parent.mkdir(parents=True)
+    path.write_text("")  # its writer died between create and write
+    assert isinstance(try_claim(tmp_path, "m__d__0123456789", lease=120), Holder)  # a moment old: still held
+    old = time.time() - 2 * UNREADABLE_CLAIM_STALE_S
+    os.utime(path, (old, old))
+    claim = try_claim(tmp_path, "m__d__0123456789", lease=120)
+    assert isinstance(claim, Claim)
+    claim.release()
+
+
+def test_a_run_held_by_an_invocation_that_dies_is_taken_over_before_exiting(tmp_path, capsys):
+    """The survivor of two invocations used to leave the run it planned as held undone and exit 0."""
+    import subprocess
+    import threading
+
+    from benchmark.locks import claim_path, live_holder
+    from tests.grid_helpers import PROJECT_ROOT, wait_for
+
+    suite = suite_file(tmp_path, images=("coffee",), methods="[degraded]")
+    results = tmp_path / "results"
+    (run,) = load_suite(str(suite)).runs
+    suite_dir = results / "grid"
+    holder = subprocess.Popen(  # another invocation: claims the run, works on it for 2 s, then is killed
+        [sys.executable, "-c", "import sys, time, os; from pathlib import Path; from benchmark.locks import try_claim; "
+         f"try_claim(Path(sys.argv[1]), '{run.run_id}'); time.sleep(2); os._exit(9)", str(suite_dir)],
+        cwd=PROJECT_ROOT)
+    threading.Thread(target=holder.wait, daemon=True).start()  # reaped when it dies, like a killed shell job
+    wait_for(lambda: claim_path(suite_dir, run.run_id).exists() and live_holder(suite_dir, run.run_id), 30,
+             "the other invocation's claim", holder)
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "waiting for 1 run(s) held by other invocations" in out and "taking over 1 run(s)" in out
+    holder.wait(10)
+    assert [inspect_folder(p).state for p in RunStore(results).runs("grid")] == ["finished"]
+
+
+# -- item 3: a run that cannot fit is refused before it allocates; the grid goes on ---------------
+
+def test_an_absurd_size_is_refused_with_the_estimate_and_the_limit_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DIPBENCH_MEMORY_LIMIT_GB", "2")
+    suite = tmp_path / "big.yaml"
+    suite.write_text("name: big\nmethods: [degraded, vanilla_dip]\ndatasets: [denoising]\nseeds: [0]\n"
+                     f"set:\n  method.net: {NET}\n  run.max_steps: 5\ngrid:\n  dataset.crop: [16, 100000]\n")
+    assert main(["run", str(suite), "--results", str(tmp_path), "--dry-run"]) == 1  # reported, nothing built
+    assert "too large: this run needs at least" in capsys.readouterr().out
+    assert main(["run", str(suite), "--results", str(tmp_path)]) == 1  # the big runs failed, the small ones ran
+    states = {inspect_folder(p).state for p in RunStore(tmp_path).runs("big")}
+    assert states == {"finished", "failed"}
+    stored = [json.loads((p / "metrics.json").read_text()) for p in RunStore(tmp_path).runs("big")]
+    failed = [m for m in stored if m["status"] == "failed"]
+    assert len(failed) == 2 and all(m["failure"]["kind"] == "out_of_memory" for m in failed)
+    assert all("needs at least" in m["error"] and "2 GB (DIPBENCH_MEMORY_LIMIT_GB)" in m["error"] for m in failed)
+
+
+def test_the_memory_estimate_counts_the_grid_the_widest_layer_and_the_ct_matrix():
+    """Three copies (activation, its gradient, one working copy) of the widest layer on the grid."""
+    from benchmark.memory import estimate_bytes
+
+    run = resolve({"method": {"name": "vanilla_dip", "net": yaml.safe_load(NET)},
+                   "dataset": {"name": "denoising", "image": "coffee", "crop": 64}})
+    net = yaml.safe_load(NET)
+    assert estimate_bytes(run) == 64 * 64 * net["channels"] * 4 * 3
+    ct = resolve({"method": {"name": "vanilla_dip"}, "dataset": {"name": "ct_calibration", "image_size": 64}})
+    assert estimate_bytes(ct) > 64 * 64 * 128 * 4 * 3  # plus the system matrix
