@@ -5,13 +5,14 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 from benchmark import plugins
 from benchmark.calibration import PROTOCOLS, RULES, trial_table, tune_suite, write_calibrated_preset
-from benchmark.config import ConfigError, parse_overrides
+from benchmark.config import ConfigError, check_devices_here, parse_overrides
 from benchmark.executors import Context, Job, make_executor, plan_runs, redo_states
 from benchmark.interrupts import Interrupted, handle_interrupts
 from benchmark.locks import live_holder
@@ -40,6 +41,8 @@ def run_suite(suite, args) -> int:
     path shared by ``run`` and ``tune``); returns the exit code."""
     if getattr(args, "dry_run", False):
         return print_plan(suite, RunStore(args.results), getattr(args, "data_check", True))
+    if args.executor == "local":
+        check_devices_here(suite.runs)
     not_before = time.time()
     executor = make_executor(args.executor, _executor_options(args, suite.raw.get("resources")))  # checked first
     store = RunStore(args.results)
@@ -257,7 +260,15 @@ def cmd_report(args) -> int:
     from reports.build import build_reports
     from reports.snapshot import write_snapshot
 
-    written = build_reports(Path(args.results), Path(args.out), suites=args.suite or None)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"report --out {out}: cannot write there ({exc.strerror or exc}); choose a writable folder")
+    written = build_reports(Path(args.results), out, suites=args.suite or None)
     if args.snapshot:
         written += write_snapshot(Path(args.out), Path(args.snapshot), args.suite or None)
     for path in written:

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from core.schema import ConfigError, Keyed, NonNegativeInt, PositiveInt, Range, from_dict
+from core.schema import ConfigError, Keyed, PositiveInt, Range, Seed, from_dict
 from core.yamlio import yaml_load
 from datamodules.registry import DATASETS
 from methods.presets import load_preset
@@ -61,7 +61,7 @@ class DivergenceSettings:
 class RunSettings:
     """Settings of one run that are not the method's or the dataset's."""
 
-    seed: NonNegativeInt = 0  # network initialisation, input noise, the method's generator
+    seed: Seed = 0  # network initialisation, input noise, the method's generator
     max_steps: PositiveInt = 2000  # iterations of the reconstruction stage (docs/conventions.md §2)
     trace_every: PositiveInt = 10  # trace stride in iterations
     ssim_every: PositiveInt = 10  # SSIM on every n-th trace row
@@ -183,3 +183,16 @@ def parse_overrides(pairs: list[str]) -> dict:
             raise ConfigError(f"--set key {key!r} must start with method., dataset. or run.")
         out[key] = parse_value(value)
     return out
+
+
+def check_devices_here(runs) -> None:
+    """One line of error, before anything runs, when a run asks for an accelerator this
+    machine lacks (for runs executed in this process: ``--executor local``, ``reconstruct``)."""
+    import torch
+
+    wanted = {r.run.accelerator for r in runs}
+    if wanted & {"gpu", "cuda"} and not torch.cuda.is_available():
+        raise ConfigError("run.accelerator = gpu but this machine has no CUDA GPU; use run.accelerator=auto (or cpu), "
+                          "or run on a GPU machine (--executor ray/slurm)")
+    if "mps" in wanted and not torch.backends.mps.is_available():
+        raise ConfigError("run.accelerator = mps but this machine has no Apple GPU; use run.accelerator=auto (or cpu)")

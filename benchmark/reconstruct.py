@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.config import ConfigError, resolve, set_dotted
+from benchmark.config import ConfigError, check_devices_here, resolve, set_dotted
 from benchmark.executors.worker import ClaimProgress
 from benchmark.locks import Claim, try_claim
 from benchmark.plugins import check_conflicts
@@ -53,6 +53,7 @@ def reconstruct(method: str, dataset: str, overrides: dict, out: str, results: s
     for key, value in overrides.items():
         set_dotted(config, key, value)
     run = resolve(config)
+    check_devices_here([run])
     if not run.run.save_images:
         raise ConfigError("reconstruct writes the run's images: drop run.save_images=false")
     store = RunStore(results)

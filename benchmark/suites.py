@@ -50,7 +50,7 @@ import yaml
 from benchmark.config import ConfigError, IncompatibleError, RunConfig, resolve, set_dotted, yaml_load
 from benchmark.plugins import load_file
 from core.results import MethodKind
-from core.schema import tunables
+from core.schema import MAX_SEED, tunables
 from datamodules.sources.image_sets import images_in_set
 from methods.registry import METHODS
 
@@ -219,9 +219,9 @@ def expand(raw: dict, overrides: dict, where: str = "suite", skipped: list | Non
 
     methods = METHODS
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
-                                                            for x in seeds):
-        raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers (e.g. seeds: [0, 1]), "
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                            and 0 <= x <= MAX_SEED for x in seeds):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers in [0, {MAX_SEED}] (e.g. seeds: [0, 1]), "
                           f"got {seeds!r}")
     fixed, grid = dict(raw.get("set") or {}), dict(raw.get("grid") or {})
     use_presets = raw.get("presets", True)  # false: every method runs with its config defaults (methods/presets.py)

@@ -10,6 +10,7 @@ Choices are plain ``typing.Literal``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -34,11 +35,14 @@ class Range:
         """E.g. ``>= 1``, ``> 0``, ``in [0, 1]``."""
         low = (self.ge, "[", ">=") if self.ge is not None else (self.gt, "(", ">") if self.gt is not None else None
         high = (self.le, "]", "<=") if self.le is not None else (self.lt, ")", "<") if self.lt is not None else None
+        def num(v):
+            return str(v) if isinstance(v, int) else f"{v:g}"
+
         if low and high:
-            return f"in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
+            return f"in {low[1]}{num(low[0])}, {num(high[0])}{high[1]}"
         if low or high:
             bound, _, op = low or high
-            return f"{op} {bound:g}"
+            return f"{op} {num(bound)}"
         return "any number"
 
 
@@ -115,6 +119,8 @@ NonNegativeInt = Annotated[int, Range(ge=0)]
 PositiveFloat = Annotated[float, Range(gt=0)]
 NonNegativeFloat = Annotated[float, Range(ge=0)]
 Probability = Annotated[float, Range(ge=0, le=1)]
+MAX_SEED = 2**32 - 1  # numpy's (and so Lightning's seed_everything's) largest seed
+Seed = Annotated[int, Range(ge=0, le=MAX_SEED)]
 
 # Smallest image side of a task: the SSIM metric's 11×11 Gaussian window (reflect padding 5)
 # needs 6 pixels, and a 1×1 "image" would fail deep inside PyTorch; 8 leaves a margin.
@@ -219,6 +225,8 @@ def coerce(value, hint, where: str, default=None):
     if (hint is bool and isinstance(value, bool)) or (hint is int and is_number and isinstance(value, int)):
         return value
     if hint is float and is_number:
+        if not math.isfinite(value):  # .inf/.nan pass every range check and then fail every run
+            raise ConfigError(f"{where} = {value!r} is not a finite number; give a finite value")
         return float(value)
     if hint is str and isinstance(value, str):
         return value

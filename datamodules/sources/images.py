@@ -3,6 +3,7 @@ PNGs in the CBSD68 layout (``0000.png … 0067.png``). Images are float tensors 
 [0, 1] of shape ``(C, H, W)``."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,15 @@ def skimage_photo(name: str) -> torch.Tensor:
     if name not in SKIMAGE_PHOTOS:
         raise KeyError(f"unknown scikit-image photo {name!r}; valid: {', '.join(SKIMAGE_PHOTOS)}")
     return _to_tensor(getattr(skimage.data, name)())
+
+
+@functools.cache
+def skimage_shape(name: str) -> tuple[int, int]:
+    """(H, W) of an embedded photo; ``ValueError`` naming the valid photos for an unknown name."""
+    try:
+        return tuple(skimage_photo(name).shape[-2:])
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
 
 
 def png_folder_files(folder: Path) -> list[Path]:

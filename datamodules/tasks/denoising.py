@@ -13,7 +13,7 @@ import torch
 from core.schema import ImageSize, NonNegativeFloat, NonNegativeInt, Probability
 from datamodules.operators import Identity
 from datamodules.registry import register_dataset
-from datamodules.sources.images import _to_tensor, crop, load_image, to_grayscale
+from datamodules.sources.images import _to_tensor, crop, load_image, skimage_shape, to_grayscale
 from datamodules.task import ImageMetric, Task
 
 
@@ -37,6 +37,12 @@ class NaturalImageConfig:
             raise ValueError(f"crop_at must be 'center' or [top, left], got {self.crop_at}")
         if self.source == "folder" and not self.root:
             raise ValueError("source=folder needs root=/path/to/pngs")
+        if self.source == "skimage":  # embedded: checked here, not in every run (a wrong name or crop failed them all)
+            shape = skimage_shape(str(self.image))
+            try:
+                crop(torch.empty(0, *shape), self.crop, self.crop_at)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; choose a smaller crop or another crop_at") from None
 
 
 def natural_image(cfg: NaturalImageConfig) -> tuple[torch.Tensor, str]:
