@@ -378,3 +378,22 @@ def test_report_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path), "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err
     assert "cannot write there" in err and err.count("\n") == 1
+
+
+# -- item 9: a sign-flipped sinogram, a folder for a file, resolved values stored -----------------
+
+def test_a_sign_flipped_sinogram_a_folder_for_a_file_and_stored_defaults(tmp_path):
+    import numpy as np
+
+    from tests.test_measurement_files import build, write_ct_parallel
+
+    path = write_ct_parallel(tmp_path / "ok")
+    task, run = build("measurement_ct", file=str(path))
+    assert run.to_dict()["dataset"]["normalise"] is True and run.to_dict()["dataset"]["projector"] == "strip"
+    assert resolve({"method": {"name": "degraded"}, "dataset": run.to_dict()["dataset"]}).run_id == run.run_id
+    flipped = write_ct_parallel(tmp_path / "flipped")
+    np.save(flipped, -np.load(flipped))
+    with pytest.raises(ConfigError, match="the sign is flipped"):
+        build("measurement_ct", file=str(flipped))
+    with pytest.raises(ConfigError, match="is a folder; give the file inside it"):
+        build("measurement_ct", file=str(tmp_path / "ok"), geometry="parallel", image_size=32, detector_spacing=0.5)

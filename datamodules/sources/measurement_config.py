@@ -78,6 +78,9 @@ class MeasurementFileConfig:
                 f"the files changed since this config was made (dataset.sha256 = {self.sha256}, now {loaded.sha256}): "
                 "drop dataset.sha256 to accept the new contents (the run id changes)")
         self.sha256 = loaded.sha256
+        for key, default in self.DEFAULTS.items():  # store the values used, not null (config.json, run id)
+            if getattr(self, key) is None:
+                setattr(self, key, default)
 
     def value(self, key: str):
         """The setting ``key``: given, else its documented default."""

@@ -71,6 +71,8 @@ def read_array(spec: str | Path, what: str, preferred: Sequence[str] = ()) -> np
         missing = [str(p) for p in (stem.with_suffix(".cfl"), stem.with_suffix(".hdr")) if not p.is_file()]
         if missing:
             raise MeasurementFileError(f"{what} file {', '.join(missing)} not found (a BART file is a .cfl + .hdr pair)")
+    elif path.is_dir():
+        raise MeasurementFileError(f"{what} file {path} is a folder; give the file inside it, e.g. {path}/<name>.npy")
     elif not path.is_file():
         raise MeasurementFileError(f"{what} file {path} not found")
     if suffix not in ARRAY_SUFFIXES:

@@ -104,6 +104,11 @@ def _load_ct(cfg: CTSinogramConfig) -> LoadedCT:
                                    f"n_detectors = {cfg.n_detectors}{hint}")
     if np.abs(sino).max() == 0:
         raise MeasurementFileError(f"{path}: the sinogram is zero everywhere")
+    negative, positive = float(-sino[sino < 0].sum()), float(sino[sino > 0].sum())
+    if negative > positive:  # noise makes some values negative, never most of the mass
+        raise MeasurementFileError(f"{path}: {negative / (negative + positive):.0%} of the sinogram's mass is negative, but "
+                                   "post-log line integrals are >= 0: the sign is flipped (multiply it by -1) or the data "
+                                   "are not post-log (take -log(I / I0) first)")
     angles = _ct_angles(cfg, n_angles, kind)
     projector = cfg.value("projector")
     if kind == "fan":
