@@ -10,7 +10,7 @@ from core import keys
 from core.results import RunState
 from reports.claims import judge, paper_summary, write_claims
 from reports.collect import add_labels, load_runs
-from reports.figures import mean_psnr_curves, psnr_curves, reconstruction_panel, residual_curves
+from reports.figures import loss_curves, mean_psnr_curves, psnr_curves, reconstruction_panel, residual_curves
 from reports.html import write_html
 from reports.leaderboard import write_leaderboard
 from reports.sensitivity import write_sensitivity
@@ -111,8 +111,10 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         written += [folder / "table.md", folder / "table.tex"]
         title = f"{suite}: {provenance}"
         figures = [fig for fig in (psnr_curves(suite_runs, title, folder / "psnr_vs_iteration.png"),
+                                   psnr_curves(suite_runs, title, folder / "psnr_vs_iteration_logx.png", log_x=True),
                                    mean_psnr_curves(suite_runs, title, folder / "mean_psnr_vs_iteration.png"),
                                    residual_curves(suite_runs, title, folder / "residual_vs_iteration.png"),
+                                   loss_curves(suite_runs, title, folder / "loss_vs_iteration.png"),
                                    reconstruction_panel(suite_runs, title, folder / "reconstructions.png")) if fig]
         written += figures
         info = store.suite_info(suite)
