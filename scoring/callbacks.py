@@ -69,13 +69,22 @@ def data_residual(physics, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 class Scorer:
-    """PSNR of the current iterate, computed once per step however many callbacks ask
-    (only with a ground truth: ``available``)."""
+    """What every callback of a run shares per step: the parsed step output and the PSNR of
+    the current iterate, each computed once per step however many callbacks ask (PSNR only
+    with a ground truth: ``available``)."""
 
     def __init__(self, task: Task):
         self.task = task
         self.available = has_ground_truth(task)
         self._step, self._value = None, float("nan")
+        self._outputs, self._parsed = None, None  # the step output last parsed (held, so its id is not reused)
+
+    def parse(self, outputs) -> StepOutput:
+        """``StepOutput.parse(outputs)``, once per step output for all callbacks sharing this scorer."""
+        if outputs is not self._outputs or self._parsed is None:
+            self._parsed = StepOutput.parse(outputs, self.task.x_shape)
+            self._outputs = outputs
+        return self._parsed
 
     def psnr(self, step: int, x: torch.Tensor) -> float:
         if step != self._step:
@@ -102,7 +111,7 @@ class IterateCallback(Callback):
         if self.reconstruction_only and not pl_module.reconstructing:
             return
         self.stage = pl_module.stage.name
-        self.on_iterate(pl_module.iteration, StepOutput.parse(outputs, self.task.x_shape))
+        self.on_iterate(pl_module.iteration, self.scorer.parse(outputs))
 
     def on_iterate(self, step: int, out: StepOutput) -> None:  # pragma: no cover - interface
         raise NotImplementedError
