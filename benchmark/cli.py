@@ -70,7 +70,7 @@ def run_suite(suite, args) -> int:
                                 parallel=args.executor != "local")
         files = tuple(p.target for p in plugins.PLUGINS.values() if p.kind == "file" and p.ok)
         ctx = Context(suite.name, str(store.root.resolve()), redo_states(args.force, args.retry_failed), not_before,
-                      reporter, files)
+                      reporter, files, batch=suite.raw.get("batch") or None)
         try:
             with handle_interrupts(), reporter:
                 outcomes = executor.execute(jobs, ctx)

@@ -104,12 +104,15 @@ def _run_baseline(spec, run: RunConfig, task, extra_callbacks=()):
 RUNNERS = {MethodKind.DIP: _fit_dip, MethodKind.BASELINE: _run_baseline}  # by the method class's kind
 
 
-def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), claim=None, placement=None) -> dict:
+def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), claim=None, placement=None,
+            fit=None) -> dict:
     """Run one config and store it; a failure (exception, out of memory, divergence) is stored
     as status "failed" with its reason and traceback (never raised), so one bad run cannot stop
     a grid. Only an interruption (KeyboardInterrupt, SIGTERM: a BaseException) or a store that
     cannot be written propagates. ``claim`` (benchmark/locks.py) is checked before the write;
-    ``placement`` (executor, …) is stored with the host, pid and ``CUDA_VISIBLE_DEVICES``."""
+    ``placement`` (executor, …) is stored with the host, pid and ``CUDA_VISIBLE_DEVICES``.
+    ``fit(spec, run, task, extra_callbacks) -> (metrics, images, trace)`` replaces the method
+    kind's runner (benchmark/batched.py hands over a run it optimised in a batch)."""
     spec = METHODS[run.method]
     start, started_at = time.perf_counter(), time.time()
     provenance = run_provenance(spec.source_file)
@@ -119,7 +122,7 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), cla
     try:
         L.seed_everything(run.run.seed, workers=False, verbose=False)
         task = build_task(run)
-        metrics, images, trace = RUNNERS[spec.kind](spec, run, task, extra_callbacks)
+        metrics, images, trace = (fit or RUNNERS[spec.kind])(spec, run, task, extra_callbacks)
         has_gt = task.gt is not None  # without it every PSNR/SSIM key is absent (docs/conventions.md §11)
         base = {"status": RunState.FINISHED, "method": run.method, "dataset": run.dataset, "kind": spec.kind,
                 "provenance": task.provenance, keys.HAS_GT: has_gt,
