@@ -27,7 +27,7 @@ import torch
 
 from benchmark import plugins
 from benchmark.config import RunConfig, resolve
-from benchmark.executors.worker import ClaimProgress, needs_run
+from benchmark.executors.worker import ClaimProgress, needs_run, run_one
 from benchmark.locks import Claim, try_claim
 from benchmark.quiet import quiet_lightning
 from benchmark.runner import build_module, build_task, execute, metric_callbacks
@@ -184,6 +184,15 @@ def _solo(reason: str, size: int):
         metrics, images, trace = RUNNERS[spec.kind](spec, run, task, extra_callbacks)
         return {**metrics, "batch": {"mode": "solo", "size": size, "reason": reason}}, images, trace
     return fit
+
+
+def run_group(configs: list[dict], suite: str, results: str, redo=(), not_before: float = float("inf"),
+              executor: str = "local", plugin_files=()) -> list[Outcome]:
+    """What a worker process of an executor runs for a group of :func:`group_jobs`: the one
+    run (:func:`benchmark.executors.worker.run_one`) or the batch (:func:`run_batch`)."""
+    if len(configs) == 1:
+        return [run_one(configs[0], suite, results, redo, not_before, executor, plugin_files=plugin_files)]
+    return run_batch(configs, suite, results, redo, not_before, executor, plugin_files=plugin_files)
 
 
 def run_batch(configs: list[dict], suite: str, results: str, redo=(), not_before: float = float("inf"),

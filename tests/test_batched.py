@@ -121,3 +121,17 @@ def test_callbacks_parse_the_step_output_once_per_step(tmp_path, monkeypatch):
     monkeypatch.setattr(callbacks.StepOutput, "parse", classmethod(counting))
     execute(_run("vanilla_dip", 0), "s", RunStore(tmp_path))
     assert len(calls) == STEPS
+
+
+def test_suite_with_batch_seeds_runs_each_seed_group_in_one_batch_through_the_local_executor(tmp_path):
+    from benchmark.cli import main
+    from tests.grid_helpers import suite_file
+
+    suite = suite_file(tmp_path, images=("coffee",), max_steps=10, extra="batch: seeds\n")
+    suite.write_text(suite.read_text().replace("seeds: [0]", "seeds: [0, 1, 2]"))
+    assert main(["run", str(suite), "--results", str(tmp_path / "r")]) == 0
+    stored = [json.loads((p / "metrics.json").read_text()) for p in RunStore(tmp_path / "r").runs("grid")]
+    dip = [m for m in stored if m["method"] == "vanilla_dip"]
+    assert len(dip) == 3 and all(m["status"] == "finished" for m in stored)
+    assert all(m["batch"]["mode"] == "vmap" and sorted(m["batch"]["seeds"]) == [0, 1, 2] for m in dip)
+    assert all("batch" not in m for m in stored if m["method"] == "degraded")
