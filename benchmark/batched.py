@@ -29,6 +29,7 @@ from benchmark import plugins
 from benchmark.config import RunConfig, resolve
 from benchmark.executors.worker import ClaimProgress, needs_run, run_one
 from benchmark.locks import Claim, try_claim
+from benchmark.precision import resolve_precision
 from benchmark.quiet import quiet_lightning
 from benchmark.runner import build_module, build_task, execute, metric_callbacks
 from benchmark.store import LostClaim, RunStore
@@ -104,7 +105,8 @@ def fit_batch(runs: list[RunConfig], extra_callbacks: list[list]) -> list:
     ``(metrics, images, trace)`` or the exception that failed it (with ``partial_trace``).
     Raises :class:`Unbatchable` before any member's callbacks saw an iteration."""
     spec = METHODS[runs[0].method]
-    reason = unbatchable_reason(spec.cls, runs[0].method_cfg, runs[0].run.precision)
+    precision = resolve_precision(runs[0].run.precision, runs[0].run.accelerator)[0]
+    reason = unbatchable_reason(spec.cls, runs[0].method_cfg, precision)
     if reason:
         raise Unbatchable(reason)
     device = _device(runs[0].run.accelerator)
@@ -162,6 +164,7 @@ def fit_batch(runs: list[RunConfig], extra_callbacks: list[list]) -> list:
         metrics["n_params"] = sum(p.numel() for p in module.net.parameters())
         metrics["n_trainable"] = sum(p.numel() for g in module.parameter_groups() for p in g.params)
         metrics["iterations"] = module.total_iterations
+        metrics["precision"] = {"requested": m.run.run.precision, "used": "32-true"}
         results.append((metrics, {k: v.cpu() if v is not None else None for k, v in images.items()},
                         pd.DataFrame(m.metric_callbacks[-1].rows)))
     return results

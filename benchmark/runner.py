@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from benchmark.config import RunConfig
+from benchmark.precision import resolve_precision
 from benchmark.provenance import run_provenance
 from benchmark.store import LostClaim, RunStore, StoreError
 from core import keys
@@ -54,11 +55,12 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # docs/conventions.md §5
     module = build_module(spec, run, task)
     callbacks = metric_callbacks(task, settings)
+    precision, precision_info = resolve_precision(settings.precision, settings.accelerator)  # docs/conventions.md §21
     trainer = L.Trainer(
         max_epochs=1,  # one epoch = the run: the loader serves module.total_iterations batches
         accelerator=settings.accelerator,
         devices=1,
-        precision=settings.precision,
+        precision=precision,
         deterministic=settings.deterministic,
         # the divergence guard first: no other callback ever sees a NaN iterate (scoring/guards.py)
         callbacks=[DivergenceGuard(**dataclasses.asdict(settings.divergence)), *callbacks,
@@ -82,6 +84,7 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
     metrics["n_params"] = sum(p.numel() for p in module.net.parameters())
     metrics["n_trainable"] = sum(p.numel() for g in module.parameter_groups() for p in g.params)
     metrics["iterations"] = module.total_iterations
+    metrics["precision"] = precision_info
     return metrics, images, pd.DataFrame(callbacks[-1].rows)
 
 
