@@ -76,7 +76,8 @@ class SlurmExecutor:
                              [ctx.redo] * n, [ctx.not_before] * n)
         self.submitted = [s.job_id for s in sjobs]
         array = sjobs[0].job_id.split("_")[0] if sjobs else "-"
-        ctx.reporter.print(f"submitted {len(jobs)} run(s) in {n} task(s) as job array {array} "
+        tasks = f" in {n} task(s)" if n != len(jobs) else ""
+        ctx.reporter.print(f"submitted {len(jobs)} run(s) as job array {array}{tasks} "
                            f"(logs: {folder.parent})")
         for job in jobs:
             ctx.reporter.started(job)
