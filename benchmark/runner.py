@@ -25,7 +25,7 @@ from core.results import MethodKind, RunState
 from datamodules.datamodule import SingleMeasurementDataModule
 from datamodules.registry import DATASETS
 from methods.registry import METHODS
-from scoring.callbacks import EMAOutput, FinalIterate, NamedIterates, OracleBest, Scorer, Trace, data_residual
+from scoring.callbacks import CallbackGroup, EMAOutput, FinalIterate, NamedIterates, OracleBest, Scorer, Trace, data_residual
 from scoring.guards import Diverged, DivergenceGuard
 from scoring.stopping import build_stopping_rules
 
@@ -62,8 +62,9 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
         devices=1,
         precision=precision,
         deterministic=settings.deterministic,
-        # the divergence guard first: no other callback ever sees a NaN iterate (scoring/guards.py)
-        callbacks=[DivergenceGuard(**dataclasses.asdict(settings.divergence)), *callbacks,
+        # the divergence guard first: no other callback ever sees a NaN iterate (scoring/guards.py); the
+        # benchmark's own callbacks as one group, so Lightning dispatches each hook once (CallbackGroup)
+        callbacks=[CallbackGroup([DivergenceGuard(**dataclasses.asdict(settings.divergence)), *callbacks]),
                    *extra_callbacks],
         logger=False,
         enable_checkpointing=False,

@@ -92,6 +92,40 @@ class Scorer:
         return self._value
 
 
+class CallbackGroup(Callback):
+    """Several callbacks as one for Lightning, called in order: Lightning wraps every hook of
+    every callback in its profiler and bookkeeping (about 7 hooks × every callback per
+    iteration), so a run's own callbacks go in as one. Forwards the hooks the benchmark's
+    callbacks use (others' callbacks, e.g. a test's, stay separate Lightning callbacks)."""
+
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        for cb in self.callbacks:
+            cb.on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        for cb in self.callbacks:
+            cb.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_fit_start(self, trainer, pl_module):
+        for cb in self.callbacks:
+            cb.on_fit_start(trainer, pl_module)
+
+    def on_train_start(self, trainer, pl_module):
+        for cb in self.callbacks:
+            cb.on_train_start(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        for cb in self.callbacks:
+            cb.on_train_end(trainer, pl_module)
+
+    def on_fit_end(self, trainer, pl_module):
+        for cb in self.callbacks:
+            cb.on_fit_end(trainer, pl_module)
+
+
 class IterateCallback(Callback):
     """Base: gives subclasses ``on_iterate(step, out)`` once per iteration of the
     reconstruction stage (every stage if ``reconstruction_only`` is False)."""
