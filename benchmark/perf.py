@@ -8,7 +8,7 @@
    the trace at stride 1 at 64²;
 2. batched vs sequential throughput of 2 / 4 / 8 seeds at 64² (benchmark/batched.py,
    through the store, as a suite with ``batch: seeds`` runs them);
-3. precision variants (benchmark/precision.py): speed-up and max PSNR-trace difference;
+3. precision variants (benchmark/precision_drift.py): speed-up and max PSNR-trace difference;
 4. operator forward + adjoint pairs per second at task sizes: CT as a sparse matrix vs one
    ASTRA call each way, SENSE (multi-coil MRI), Gaussian blur;
 5. peak memory per DIP method at 64² and 256² (CUDA: ``max_memory_allocated``; CPU: the
@@ -89,7 +89,7 @@ def batched(quick: bool, device: str) -> None:
 
 
 def precision(quick: bool, device: str) -> None:
-    from benchmark.precision import TOLERANCE_DB, measure
+    from benchmark.precision_drift import TOLERANCE_DB, measure
 
     plan = [(64, 30 if quick else 100)] + ([] if quick else [(128, 40)])
     print(f"3. precision variants vs float32 (vanilla DIP denoising, lr 0.01; tolerance {TOLERANCE_DB} dB per trace point)")

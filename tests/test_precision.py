@@ -6,7 +6,8 @@ import json
 import pytest
 
 from benchmark.config import ConfigError, resolve
-from benchmark.precision import auto_precision, step_errors
+from benchmark.precision import auto_precision
+from benchmark.precision_drift import step_errors
 from benchmark.runner import execute
 from benchmark.store import RunStore
 
