@@ -13,7 +13,7 @@ REPORTS ?= reports/out
 # never resolves torch on its own; the same pins install a CUDA build on GPU machines.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup benchmark report status throughput test test-fast golden system-deps data-cbsd68 clean-results
+.PHONY: setup benchmark report status throughput perf test test-fast golden system-deps data-cbsd68 clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ status: $(VENV)/.installed
 # Ray grid throughput with 1 vs 2 workers on tiny runs (README, "Running at scale")
 throughput: $(VENV)/.installed
 	$(PY) -m benchmark.throughput
+
+# speed as ratios side by side (benchmark/perf.py): harness vs plain loop, batched seeds, precision, operators,
+# peak memory; run it alone on the machine. PERF_ARGS=--quick: a few minutes on a 2-core CPU
+PERF_ARGS ?=
+perf: $(VENV)/.installed
+	$(PY) -m benchmark.perf $(PERF_ARGS)
 
 report: $(VENV)/.installed
 	$(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS) --snapshot docs/results

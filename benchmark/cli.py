@@ -77,7 +77,7 @@ def run_suite(suite, args) -> int:
             reporter = GridReporter(suite.name, jobs, store.suite_dir(suite.name), _outcome_line,
                                     parallel=args.executor != "local")
             ctx = Context(suite.name, str(store.root.resolve()), redo_states(args.force, args.retry_failed), not_before,
-                          reporter, files)
+                          reporter, files, batch=suite.raw.get("batch") or None)
             try:
                 with handle_interrupts(), reporter:
                     outcomes = executor.execute(jobs, ctx)

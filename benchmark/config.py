@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+from benchmark.precision import check_precision
 from core.schema import ConfigError, Keyed, PositiveInt, Range, Seed, from_dict
 from core.yamlio import yaml_load
 from datamodules.registry import DATASETS
@@ -67,7 +68,9 @@ class RunSettings:
     ssim_every: PositiveInt = 10  # SSIM on every n-th trace row
     stopping: Annotated[dict, Keyed(stopping_rule_configs)] = field(default_factory=_default_stopping)  # rule -> settings
     ema_decay: Annotated[float, Range(ge=0, lt=1)] = 0.99
-    precision: Literal["32-true", "64-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"  # Lightning precision
+    # Lightning precision; auto: per device (benchmark/precision.py); the mixed / half ones are refused with the
+    # measured reason (docs/conventions.md §20)
+    precision: Literal["32-true", "64-true", "auto", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     deterministic: bool = True
     save_images: bool = True
@@ -151,6 +154,9 @@ def resolve(config: dict, presets: bool = True) -> RunConfig:
         presets=applied,
     )
     check_compatible_sizes(run)
+    refused = check_precision(run.run.precision)
+    if refused:
+        raise ConfigError(f"run.precision: {refused}")
     reason = incompatibility(methods[mname], run.method_cfg, datasets[dname], run.dataset_cfg)
     if reason:
         raise IncompatibleError(reason)

@@ -19,6 +19,7 @@ import torch
 from benchmark import interrupts
 from benchmark.config import RunConfig
 from benchmark.memory import check_fits
+from benchmark.precision import resolve_precision
 from benchmark.provenance import run_provenance
 from benchmark.store import LostClaim, RunStore, StoreError
 from core import keys
@@ -26,7 +27,7 @@ from core.results import MethodKind, RunState
 from datamodules.datamodule import SingleMeasurementDataModule
 from datamodules.registry import DATASETS
 from methods.registry import METHODS
-from scoring.callbacks import EMAOutput, FinalIterate, NamedIterates, OracleBest, Scorer, Trace, data_residual
+from scoring.callbacks import CallbackGroup, EMAOutput, FinalIterate, NamedIterates, OracleBest, Scorer, Trace, data_residual
 from scoring.guards import Diverged, DivergenceGuard
 from scoring.stopping import build_stopping_rules
 
@@ -56,14 +57,16 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # docs/conventions.md §5
     module = build_module(spec, run, task)
     callbacks = metric_callbacks(task, settings)
+    precision, precision_info = resolve_precision(settings.precision, settings.accelerator)  # docs/conventions.md §20
     trainer = L.Trainer(
         max_epochs=1,  # one epoch = the run: the loader serves module.total_iterations batches
         accelerator=settings.accelerator,
         devices=1,
-        precision=settings.precision,
+        precision=precision,
         deterministic=settings.deterministic,
-        # the divergence guard first: no other callback ever sees a NaN iterate (scoring/guards.py)
-        callbacks=[DivergenceGuard(**dataclasses.asdict(settings.divergence)), *callbacks,
+        # the divergence guard first: no other callback ever sees a NaN iterate (scoring/guards.py); the
+        # benchmark's own callbacks as one group, so Lightning dispatches each hook once (CallbackGroup)
+        callbacks=[CallbackGroup([DivergenceGuard(**dataclasses.asdict(settings.divergence)), *callbacks]),
                    *extra_callbacks],
         logger=False,
         enable_checkpointing=False,
@@ -85,6 +88,7 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
     metrics["n_params"] = sum(p.numel() for p in module.net.parameters())
     metrics["n_trainable"] = sum(p.numel() for g in module.parameter_groups() for p in g.params)
     metrics["iterations"] = module.total_iterations
+    metrics["precision"] = precision_info
     return metrics, images, pd.DataFrame(callbacks[-1].rows)
 
 
@@ -108,12 +112,15 @@ def _run_baseline(spec, run: RunConfig, task, extra_callbacks=()):
 RUNNERS = {MethodKind.DIP: _fit_dip, MethodKind.BASELINE: _run_baseline}  # by the method class's kind
 
 
-def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), claim=None, placement=None) -> dict:
+def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), claim=None, placement=None,
+            fit=None) -> dict:
     """Run one config and store it; a failure (exception, out of memory, divergence) is stored
     as status "failed" with its reason and traceback (never raised), so one bad run cannot stop
     a grid. Only an interruption (KeyboardInterrupt, SIGTERM: a BaseException) or a store that
     cannot be written propagates. ``claim`` (benchmark/locks.py) is checked before the write;
-    ``placement`` (executor, …) is stored with the host, pid and ``CUDA_VISIBLE_DEVICES``."""
+    ``placement`` (executor, …) is stored with the host, pid and ``CUDA_VISIBLE_DEVICES``.
+    ``fit(spec, run, task, extra_callbacks) -> (metrics, images, trace)`` replaces the method
+    kind's runner (benchmark/batched.py hands over a run it optimised in a batch)."""
     spec = METHODS[run.method]
     start, started_at = time.perf_counter(), time.time()
     provenance = run_provenance(spec.source_file)
@@ -125,7 +132,7 @@ def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), cla
         check_fits(run)  # a run that cannot fit is refused before it allocates (benchmark/memory.py)
         L.seed_everything(run.run.seed, workers=False, verbose=False)
         task = build_task(run)
-        metrics, images, trace = RUNNERS[spec.kind](spec, run, task, extra_callbacks)
+        metrics, images, trace = (fit or RUNNERS[spec.kind])(spec, run, task, extra_callbacks)
         has_gt = task.gt is not None  # without it every PSNR/SSIM key is absent (docs/conventions.md §11)
         base = {"status": RunState.FINISHED, "method": run.method, "dataset": run.dataset, "kind": spec.kind,
                 "provenance": task.provenance, keys.HAS_GT: has_gt,

@@ -16,6 +16,8 @@ A suite file (``benchmark/suites/<name>.yaml``)::
                                 # to this file; benchmark/plugins.py), loaded before expansion
     presets: true               # optional (default true): fill unset task-dependent settings from
                                 # the method's preset for the dataset's family
+    batch: seeds                # optional: the runs that differ only in seed are optimised together in
+                                # one process (benchmark/batched.py; docs/conventions.md §19)
     oracle: {points: 4}         # optional: also sweep every DIP method's tunables on these
                                 # measurements (the surveys' tuning), reported beside the preset
 
@@ -59,7 +61,7 @@ SUITES_DIR = Path(__file__).parent / "suites"
 # benchmark/calibration.py for a calibration suite (method, family, tunables)
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # a suite name is a folder of the results: no '/', '..', ''
 SUITE_KEYS = {"name", "description", "experiment", "methods", "datasets", "seeds", "set", "grid", "notes", "plugins",
-              "resources", "presets", "tune", "oracle"}
+              "resources", "presets", "tune", "oracle", "batch"}
 
 
 @dataclass
@@ -104,6 +106,9 @@ def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
     for key in ("set", "grid"):
         if not isinstance(raw.get(key) or {}, dict):
             raise ConfigError(f"{path}: '{key}' must be a mapping of dotted keys (e.g. dataset.crop: 64)")
+    if raw.get("batch") not in (None, False, "seeds"):
+        raise ConfigError(f"{path}: batch must be 'seeds' (optimise the runs that differ only in seed together, "
+                          f"benchmark/batched.py) or false, got {raw['batch']!r}")
     name = check_suite_name(raw.get("name", path.stem), f"{path}: " + ("name" if "name" in raw else "the file name"))
     plugins = _load_plugins(raw.get("plugins"), path)
     skipped: list[tuple[str, str, str]] = []

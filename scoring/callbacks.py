@@ -69,18 +69,61 @@ def data_residual(physics, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 class Scorer:
-    """PSNR of the current iterate, computed once per step however many callbacks ask
-    (only with a ground truth: ``available``)."""
+    """What every callback of a run shares per step: the parsed step output and the PSNR of
+    the current iterate, each computed once per step however many callbacks ask (PSNR only
+    with a ground truth: ``available``)."""
 
     def __init__(self, task: Task):
         self.task = task
         self.available = has_ground_truth(task)
         self._step, self._value = None, float("nan")
+        self._outputs, self._parsed = None, None  # the step output last parsed (held, so its id is not reused)
+
+    def parse(self, outputs) -> StepOutput:
+        """``StepOutput.parse(outputs)``, once per step output for all callbacks sharing this scorer."""
+        if outputs is not self._outputs or self._parsed is None:
+            self._parsed = StepOutput.parse(outputs, self.task.x_shape)
+            self._outputs = outputs
+        return self._parsed
 
     def psnr(self, step: int, x: torch.Tensor) -> float:
         if step != self._step:
             self._step, self._value = step, self.task.psnr(x)
         return self._value
+
+
+class CallbackGroup(Callback):
+    """Several callbacks as one for Lightning, called in order: Lightning wraps every hook of
+    every callback in its profiler and bookkeeping (about 7 hooks × every callback per
+    iteration), so a run's own callbacks go in as one. Forwards the hooks the benchmark's
+    callbacks use (others' callbacks, e.g. a test's, stay separate Lightning callbacks)."""
+
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        for cb in self.callbacks:
+            cb.on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        for cb in self.callbacks:
+            cb.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_fit_start(self, trainer, pl_module):
+        for cb in self.callbacks:
+            cb.on_fit_start(trainer, pl_module)
+
+    def on_train_start(self, trainer, pl_module):
+        for cb in self.callbacks:
+            cb.on_train_start(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        for cb in self.callbacks:
+            cb.on_train_end(trainer, pl_module)
+
+    def on_fit_end(self, trainer, pl_module):
+        for cb in self.callbacks:
+            cb.on_fit_end(trainer, pl_module)
 
 
 class IterateCallback(Callback):
@@ -102,7 +145,7 @@ class IterateCallback(Callback):
         if self.reconstruction_only and not pl_module.reconstructing:
             return
         self.stage = pl_module.stage.name
-        self.on_iterate(pl_module.iteration, StepOutput.parse(outputs, self.task.x_shape))
+        self.on_iterate(pl_module.iteration, self.scorer.parse(outputs))
 
     def on_iterate(self, step: int, out: StepOutput) -> None:  # pragma: no cover - interface
         raise NotImplementedError

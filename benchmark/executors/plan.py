@@ -77,6 +77,7 @@ class Context:
     not_before: float
     reporter: object  # benchmark.progress.GridReporter
     plugin_files: tuple[str, ...] = ()  # --plugins files, imported by every worker too
+    batch: str | None = None  # suite key batch: runs optimised together in one worker (benchmark/batched.py)
 
 
 def record_lost_run(store: RunStore, suite: str, run: RunConfig, error: str, kind: str, executor: str) -> bool:

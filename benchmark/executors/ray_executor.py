@@ -16,7 +16,6 @@ import sys
 import threading
 
 from benchmark.executors.plan import record_lost_run
-from benchmark.executors.worker import run_one
 from benchmark.interrupts import Interrupted
 from benchmark.locks import release_dead_claim
 from benchmark.store import RunStore
@@ -80,24 +79,28 @@ class RayExecutor:
     def execute(self, jobs, ctx) -> list[Outcome]:
         import ray
 
+        from benchmark.batched import group_jobs, run_group  # (imports this package's worker module)
+
         started_here = self._start()
         pending: dict = {}
         try:
-            task = ray.remote(max_calls=1, max_retries=self.max_retries, **self.resources())(run_one)
-            for job in jobs:
-                ref = task.remote(job.config, ctx.suite, ctx.results, ctx.redo, ctx.not_before, self.name,
-                                  plugin_files=ctx.plugin_files)
-                pending[ref] = job
-                ctx.reporter.started(job)  # queued; progress appears once a worker holds its claim
+            # one task per group: a run, or runs optimised together (suite key batch, benchmark/batched.py)
+            task = ray.remote(max_calls=1, max_retries=self.max_retries, **self.resources())(run_group)
+            for group in group_jobs(jobs, getattr(ctx, "batch", None)):
+                ref = task.remote([job.config for job in group], ctx.suite, ctx.results, ctx.redo, ctx.not_before,
+                                  self.name, plugin_files=ctx.plugin_files)
+                pending[ref] = group
+                for job in group:
+                    ctx.reporter.started(job)  # queued; progress appears once a worker holds its claim
             outcomes = []
             while pending:
                 done = _wait(ray, list(pending))
                 ctx.reporter.poll()
                 for ref in done:
-                    job = pending.pop(ref)
-                    outcome = self._result(ray, ref, job, ctx)
-                    ctx.reporter.done(job, outcome)
-                    outcomes.append(outcome)
+                    group = pending.pop(ref)
+                    for job, outcome in zip(group, self._results(ray, ref, group, ctx)):
+                        ctx.reporter.done(job, outcome)
+                        outcomes.append(outcome)
             return outcomes
         except BaseException:
             for ref in pending:  # interrupted: stop the runs still going
@@ -114,8 +117,15 @@ class RayExecutor:
         if not pending:
             return
         suite_dir = RunStore(ctx.results).suite_dir(ctx.suite)
-        for job in pending.values():  # a claim still left (a worker on another host) is broken by the next run
-            release_dead_claim(suite_dir, job.run_id, wait_s=10)
+        for group in pending.values():  # a claim still left (a worker on another host) is broken by the next run
+            for job in group:
+                release_dead_claim(suite_dir, job.run_id, wait_s=10)
+
+    def _results(self, ray, ref, group, ctx) -> list[Outcome]:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayError:
+            return [self._result(ray, ref, job, ctx) for job in group]
 
     def _result(self, ray, ref, job, ctx) -> Outcome:
         try:

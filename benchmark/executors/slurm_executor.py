@@ -1,8 +1,9 @@
 """``--executor slurm``: one submitit job array per invocation, one array task per run.
 
 submitit writes the sbatch script (array with ``%`` concurrency cap = ``--array-parallelism``,
-per-task GPUs, CPUs, memory, time limit, partition), pickles :func:`run_one` with each run's
-resolved config, and SLURM places, requeues and runs them. Only runs that need running are
+per-task GPUs, CPUs, memory, time limit, partition), pickles :func:`benchmark.batched.run_group`
+(one run, or a batch of runs optimised together) with each run's resolved config, and SLURM
+places, requeues and runs them. Only runs that need running are
 submitted (finished runs never again). Without ``--detach`` this command waits, showing the
 progress bar from the runs' claim files; with it, it exits after submitting and ``benchmark
 status`` shows progress. submitit's logs are in ``<results>/<suite>/.slurm/``.
@@ -18,7 +19,6 @@ import time
 
 from benchmark.config import ConfigError
 from benchmark.executors.plan import record_lost_run
-from benchmark.executors.worker import run_one
 from benchmark.store import RunStore
 from core.results import Outcome, RunState
 
@@ -65,30 +65,35 @@ class SlurmExecutor:
     def execute(self, jobs, ctx) -> list[Outcome]:
         from pathlib import Path
 
+        from benchmark.batched import group_jobs, run_group  # (imports this package's worker module)
+
         folder = Path(ctx.results) / ctx.suite / ".slurm" / "%j"
         ex = self.executor(folder)
-        n = len(jobs)
-        task = functools.partial(run_one, executor=self.name, plugin_files=ctx.plugin_files)
-        sjobs = ex.map_array(task, [j.config for j in jobs], [ctx.suite] * n, [ctx.results] * n,
+        groups = group_jobs(jobs, getattr(ctx, "batch", None))  # a run, or runs optimised together (batch:)
+        n = len(groups)
+        task = functools.partial(run_group, executor=self.name, plugin_files=ctx.plugin_files)
+        sjobs = ex.map_array(task, [[j.config for j in g] for g in groups], [ctx.suite] * n, [ctx.results] * n,
                              [ctx.redo] * n, [ctx.not_before] * n)
         self.submitted = [s.job_id for s in sjobs]
-        ctx.reporter.print(f"submitted {n} run(s) as job array {sjobs[0].job_id.split('_')[0] if sjobs else '-'} "
+        array = sjobs[0].job_id.split("_")[0] if sjobs else "-"
+        tasks = f" in {n} task(s)" if n != len(jobs) else ""
+        ctx.reporter.print(f"submitted {len(jobs)} run(s) as job array {array}{tasks} "
                            f"(logs: {folder.parent})")
         for job in jobs:
             ctx.reporter.started(job)
         if self.detach:
             ctx.reporter.print("--detach: not waiting; `python -m benchmark status` shows progress")
             return [{"run_id": j.run_id, "status": "submitted"} for j in jobs]
-        pending = dict(zip([s.job_id for s in sjobs], zip(sjobs, jobs)))
+        pending = dict(zip([s.job_id for s in sjobs], zip(sjobs, groups)))
         outcomes = []
         try:
             while pending:
-                for job_id, (sjob, job) in list(pending.items()):
+                for job_id, (sjob, group) in list(pending.items()):
                     if sjob.done():
                         del pending[job_id]
-                        outcome = self._result(sjob, job, ctx)
-                        ctx.reporter.done(job, outcome)
-                        outcomes.append(outcome)
+                        for job, outcome in zip(group, self._results(sjob, group, ctx)):
+                            ctx.reporter.done(job, outcome)
+                            outcomes.append(outcome)
                 ctx.reporter.poll()
                 if pending:
                     time.sleep(POLL_S)
@@ -98,6 +103,12 @@ class SlurmExecutor:
                       file=sys.stderr)
             raise
         return outcomes
+
+    def _results(self, sjob, group, ctx) -> list[Outcome]:
+        try:
+            return sjob.result()
+        except Exception:  # noqa: BLE001 - each run of the group is recorded below
+            return [self._result(sjob, job, ctx) for job in group]
 
     def _result(self, sjob, job, ctx) -> Outcome:
         try:
