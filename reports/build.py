@@ -23,6 +23,7 @@ from reports.tables import (
     per_run_table,
     summary_table,
 )
+from reports.theory import theory_figures, theory_markdown
 from scoring.stopping import STOPPING_RULES
 
 PAPER_TABLES = {"B-T2": Path(__file__).parent / "paper" / "survey_b_table2.csv"}  # numbers of Survey B Table 2
@@ -103,6 +104,7 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
             md += ["", f"## Damaged run folders ({len(broken)})", "",
                    "Left out of this report; `python -m benchmark run` reruns them.", "",
                    *[f"- `{path}`: {problem}" for path, problem in broken]]
+        md += theory_markdown(suite_runs)  # A-F4 / B-F3 (reports/theory.py), when the suite has NTK runs
         if board:
             md += ["", "Stopping-rule leaderboard (every reported suite): [../leaderboard.md](../leaderboard.md)."]
         (folder / "table.md").write_text("\n".join(md) + "\n")
@@ -114,6 +116,7 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
                                    mean_psnr_curves(suite_runs, title, folder / "mean_psnr_vs_iteration.png"),
                                    residual_curves(suite_runs, title, folder / "residual_vs_iteration.png"),
                                    reconstruction_panel(suite_runs, title, folder / "reconstructions.png")) if fig]
+        figures += theory_figures(suite_runs, title, folder)
         written += figures
         info = store.suite_info(suite)
         pages.append({"name": suite, "runs": suite_runs, "summary": table, "figures": figures, "provenance": provenance,
