@@ -202,7 +202,8 @@ def _ntk_1d(s):
         return None
     found = [theory.curve_agreement(d, n) for d, n in pairs]
     worst = max(f["max_abs_db"] for f in found)
-    text = "; ".join(f"{f['depth']} hidden layers: max {f['max_abs_db']:.2f} dB, mean {f['mean_abs_db']:.2f} dB, peaks "
+    text = "; ".join(f"{f['setting']}, {f['depth']} hidden layers: max {f['max_abs_db']:.2f} dB, "
+                     f"mean {f['mean_abs_db']:.2f} dB, peaks "
                      f"{f['dip_peak']:.2f} dB @ {f['dip_peak_step']:.0f} (DIP) vs {f['ntk_peak']:.2f} dB @ "
                      f"{f['ntk_peak_step']:.0f} (NTK)" for f in found)
     return worst <= NTK_CURVE_DB, text

@@ -47,7 +47,9 @@ def filter_pairs(runs: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
     """(vanilla DIP run, NTK filter run) pairs with the same setting; the DIP run must use plain
     gradient descent without clipping, as eq. (5) assumes."""
     ntk, dip = _done(runs, FILTER), _done(runs, DIP)
-    dip = dip[(dip["method.optimizer"] == "sgd") & dip["method.grad_clip"].isna()] if len(dip) else dip
+    if ntk.empty or dip.empty:
+        return []
+    dip = dip[(dip["method.optimizer"] == "sgd") & dip["method.grad_clip"].isna()]
     shared = [c for c in runs.columns if c.startswith(("method.", "dataset.", "run.")) and c not in _OWN_KEYS
               and not c.startswith("method.preset")]
     pairs = []
@@ -72,11 +74,12 @@ def curve_agreement(dip: pd.Series, ntk: pd.Series) -> dict:
     a, b = _psnr(dip), _psnr(ntk)
     common = a.index.intersection(b.index)
     diff = (a[common] - b[common]).abs()
-    return {"depth": ntk.get("method.net.hidden_layers"), "iterations": len(common),
+    depth = ntk.get("method.net.hidden_layers")
+    return {"setting": _setting(ntk), "depth": int(depth) if pd.notna(depth) else None, "iterations": len(common),
             "max_abs_db": float(diff.max()) if len(diff) else float("nan"),
             "mean_abs_db": float(diff.mean()) if len(diff) else float("nan"),
-            "dip_peak": float(dip["peak_psnr"]), "dip_peak_step": dip["peak_step"],
-            "ntk_peak": float(ntk["peak_psnr"]), "ntk_peak_step": ntk["peak_step"]}
+            "dip_peak": float(dip["peak_psnr"]), "dip_peak_step": int(dip["peak_step"]),
+            "ntk_peak": float(ntk["peak_psnr"]), "ntk_peak_step": int(ntk["peak_step"])}
 
 
 def _array(row: pd.Series, key: str) -> np.ndarray | None:
@@ -101,6 +104,8 @@ def energy_fractions(row: pd.Series) -> np.ndarray | None:
 def eigen_pairs(runs: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
     """(random-input run, FBP-input run) pairs of ``ntk_eigen`` with the same dataset, seed and network."""
     eig = _done(runs, EIGEN)
+    if eig.empty:
+        return []
     shared = [c for c in runs.columns if c.startswith(("method.", "dataset.")) and c != "method.input"
               and not c.startswith("method.preset")]
     noise, fbp = eig[eig["method.input"] == "noise"], eig[eig["method.input"] == "fbp"]
@@ -123,39 +128,58 @@ def _label(row: pd.Series) -> str:
     return f"{net}, {int(depth)} hidden layers" if pd.notna(depth) else str(net)
 
 
+def _setting(row: pd.Series) -> str:
+    """The report's setting label, else the dataset (and which signal)."""
+    if pd.notna(row.get("setting")):
+        return str(row["setting"])
+    signal = row.get("dataset.signal")
+    return str(row.get("dataset.name")) + (f" ({signal})" if pd.notna(signal) else "")
+
+
+def _provenance(rows) -> str:
+    return "; ".join(sorted({str(r.get("provenance")) for r in rows if pd.notna(r.get("provenance"))}))
+
+
 def filter_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
-    """A-F4: the clean and noisy signal, PSNR vs iteration of DIP (solid) and its NTK filter
-    (dashed), and the NTK's singular values per network (log scale, condition number in the legend)."""
+    """A-F4, one row per dataset setting: the clean and noisy signal, PSNR vs iteration of DIP
+    (solid) and its NTK filter (dashed), and the NTK's singular values per network (log scale,
+    condition number in the legend)."""
     pairs, ntk = filter_pairs(runs), _done(runs, FILTER)
     if ntk.empty:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    shown = next((r for r in [*(d for d, _ in pairs), *(n for _, n in ntk.iterrows())] if _array(r, "gt") is not None),
-                 None)
-    if shown is not None:
-        axes[0].plot(_array(shown, "degraded").reshape(-1), lw=0.7, color="grey", label="noisy y")
-        axes[0].plot(_array(shown, "gt").reshape(-1), lw=1.2, color="black", label="clean x")
-        axes[0].legend(fontsize=7)
-    axes[0].set_title("signal", fontsize=8)
-    for i, (d, n) in enumerate(pairs):
-        color = f"C{i}"
-        for row, style, who in ((d, "-", "DIP (GD)"), (n, "--", "NTK filter eq. (6)")):
-            p = _psnr(row)
-            axes[1].plot(p.index, p.values, style, color=color, lw=1.1, label=f"{who}, {_label(row)}")
-    axes[1].set_xlabel("iteration")
-    axes[1].set_ylabel("PSNR [dB]")
-    axes[1].set_title("DIP vs NTK filter", fontsize=8)
-    axes[1].legend(fontsize=6)
-    for i, (_, n) in enumerate(ntk.iterrows()):
-        values = np.asarray(n.get("ntk_singular_values") or [], dtype=float)
-        if values.size:
-            axes[2].semilogy(np.arange(1, values.size + 1), values, lw=1.1,
-                             label=f"{_label(n)}: κ = {float(n['ntk_condition_number']):.3g}")
-    axes[2].set_xlabel("index")
-    axes[2].set_ylabel("singular value of K = J Jᵀ")
-    axes[2].set_title("NTK spectrum", fontsize=8)
-    axes[2].legend(fontsize=6)
-    return _save(fig, f"{title}\nA-F4: DIP vs NTK filter (Survey A Fig. 4)", out)
+    settings = list(dict.fromkeys(_setting(n) for _, n in ntk.iterrows()))
+    fig, axes = plt.subplots(len(settings), 3, figsize=(13, 3.4 * len(settings)), squeeze=False)
+    for row_axes, setting in zip(axes, settings):
+        here = [(d, n) for d, n in pairs if _setting(n) == setting]
+        filters = [n for _, n in ntk.iterrows() if _setting(n) == setting]
+        shown = next((r for r in [*(d for d, _ in here), *filters] if _array(r, "gt") is not None), None)
+        if shown is not None:
+            row_axes[0].plot(_array(shown, "degraded").reshape(-1), lw=0.7, color="grey", label="noisy y")
+            row_axes[0].plot(_array(shown, "gt").reshape(-1), lw=1.2, color="black", label="clean x")
+            row_axes[0].legend(fontsize=7)
+        row_axes[0].set_title(setting, fontsize=8)
+        for i, (d, n) in enumerate(here):
+            for row, style, who in ((d, "-", "DIP (GD)"), (n, "--", "NTK filter eq. (6)")):
+                p = _psnr(row)
+                row_axes[1].plot(p.index, p.values, style, color=f"C{i}", lw=1.1, label=f"{who}, {_label(row)}")
+        if shown is not None and pd.notna(shown.get("degraded_psnr")):
+            row_axes[1].axhline(float(shown["degraded_psnr"]), ls=":", lw=0.8, color="grey", label="noisy y")
+        row_axes[1].set_xlabel("iteration")
+        row_axes[1].set_ylabel("PSNR [dB]")
+        row_axes[1].set_title("DIP vs NTK filter", fontsize=8)
+        row_axes[1].legend(fontsize=6)
+        for n in filters:
+            values = np.asarray(n.get("ntk_singular_values") or [], dtype=float)
+            if values.size:
+                row_axes[2].semilogy(np.arange(1, values.size + 1), values, lw=1.1,
+                                     label=f"{_label(n)}: κ = {float(n['ntk_condition_number']):.3g}")
+        row_axes[2].set_xlabel("index")
+        row_axes[2].set_ylabel("singular value of K = J Jᵀ")
+        row_axes[2].set_title("NTK spectrum at initialisation", fontsize=8)
+        row_axes[2].legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, f"{title}: {_provenance(r for _, r in ntk.iterrows())}\nA-F4: DIP vs NTK filter (Survey A Fig. 4)",
+                 out)
 
 
 def eigen_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
@@ -183,7 +207,8 @@ def eigen_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
         for i in range(show):
             vec = _array(row, f"ntk_eigvec_{i + 1}")
             if vec is not None:
-                r_axes[i + 1].imshow(vec[0], cmap="RdBu_r")
+                lim = float(np.abs(vec[0]).max()) or 1.0
+                r_axes[i + 1].imshow(vec[0], cmap="RdBu_r", vmin=-lim, vmax=lim)
                 r_axes[i + 1].set_title(f"v{i + 1}, λ = {values[i]:.3g}" if i < len(values) else f"v{i + 1}", fontsize=7)
         r_axes[0].text(-0.15, 0.5, f"input: {row['method.input']}", transform=r_axes[0].transAxes, rotation=90,
                        va="center", ha="right", fontsize=7)
@@ -200,11 +225,12 @@ def eigen_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     energy.tick_params(labelsize=6)
     if pairs:
         energy.legend(fontsize=6)
-    return _save(fig, f"{title}\nB-F3: NTK eigenvectors, random vs FBP input (Survey B Fig. 3)", out)
+    fig.tight_layout()
+    return _save(fig, f"{title}: {_provenance(rows)}\nB-F3: NTK eigenvectors, random vs FBP input (Survey B Fig. 3)", out)
 
 
 def _save(fig, title: str, out: Path) -> Path:
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=8, y=1.0, va="bottom")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -212,7 +238,9 @@ def _save(fig, title: str, out: Path) -> Path:
 
 
 def theory_figures(runs: pd.DataFrame, title: str, folder: Path) -> list[Path]:
-    """The A-F4 and B-F3 figures of a suite that has such runs (none otherwise)."""
+    """The A-F4 and B-F3 figures of a suite that has such runs (none otherwise); ``title`` starts with the
+    suite's name (each figure adds the provenance of the runs it draws)."""
+    title = title.split(":")[0]
     figures = [filter_figure(runs, title, folder / "ntk_filter.png"), eigen_figure(runs, title, folder / "ntk_eigen.png")]
     return [f for f in figures if f]
 

@@ -19,6 +19,7 @@ from methods.networks.config import UNetConfig
 from methods.ntk import empirical_ntk, top_eigenpairs
 from methods.ntk_filter import NTKFilter
 from reports import theory
+from reports.claims import EIGEN_SHARE, FAILS, HOLDS, judge
 from reports.collect import load_runs
 
 TINY_1D = {"name": "cnn1d", "hidden_layers": 2, "channels": 8, "kernel_size": 3}
@@ -116,6 +117,8 @@ def test_ntk_filter_matches_dip_for_a_tiny_step_and_stores_the_spectrum(tmp_path
     agreement = theory.curve_agreement(*pair)
     gain = agreement["dip_peak"] - theory._psnr(pair[0]).iloc[0]
     assert agreement["iterations"] == 30 and gain > 3 and agreement["max_abs_db"] < 0.05 * gain
+    verdict = {v.number: v for v in judge(load_runs(tmp_path))}[9]  # claim 9 is judged from these two runs
+    assert verdict.verdict == HOLDS and f"max {agreement['max_abs_db']:.2f} dB" in verdict.evidence[0][1]
 
 
 def test_ntk_filter_trace_is_deterministic(tmp_path):
@@ -154,6 +157,8 @@ def test_ntk_eigen_is_deterministic_stores_orthonormal_eigenvectors_and_never_re
     comparison = theory.eigen_comparison(*pair)
     for energy in (comparison["noise"], comparison["fbp"]):
         assert (np.diff(energy) >= -1e-9).all() and 0 < energy[0] and energy[-1] <= 1 + 1e-6
+    verdict = {v.number: v for v in judge(runs[runs["suite"] == "s"])}[10]  # claim 10 is judged from this pair
+    assert verdict.verdict == (HOLDS if comparison["fbp_higher"] >= EIGEN_SHARE else FAILS)
 
 
 def test_energy_fraction_of_the_standard_basis_is_the_cumulative_share(tmp_path):
