@@ -82,14 +82,14 @@ def top_eigenpairs(net: torch.nn.Module, z: torch.Tensor, k: int, dense_limit: i
     if not 1 <= k <= n:
         raise ValueError(f"asked for {k} eigenvectors of an NTK of size {n}; use 1 <= k <= {n}")
     if n <= dense_limit:
-        kernel = _blocked(matmul, block, torch.eye(n, dtype=dtype))
+        kernel = _blocked(matmul, block, torch.eye(n, dtype=dtype, device=f0.device))
         values, vectors = torch.linalg.eigh(0.5 * (kernel + kernel.T).double())
         values, vectors = values.flip(0)[:k].to(dtype), vectors.flip(1)[:, :k].to(dtype)
         kv = kernel @ vectors
     else:
         width = min(n, k + oversample)
         gen = torch.Generator().manual_seed(seed)
-        q, _ = torch.linalg.qr(torch.randn((n, width), generator=gen, dtype=dtype))
+        q, _ = torch.linalg.qr(torch.randn((n, width), generator=gen, dtype=dtype).to(f0.device))
         for _ in range(power_iterations):
             q, _ = torch.linalg.qr(_blocked(matmul, block, q))
         kq = _blocked(matmul, block, q)
