@@ -78,6 +78,7 @@ def curve_agreement(dip: pd.Series, ntk: pd.Series) -> dict:
     return {"setting": _setting(ntk), "depth": int(depth) if pd.notna(depth) else None, "iterations": len(common),
             "max_abs_db": float(diff.max()) if len(diff) else float("nan"),
             "mean_abs_db": float(diff.mean()) if len(diff) else float("nan"),
+            "noisy": float(dip.get("degraded_psnr", float("nan"))),
             "dip_peak": float(dip["peak_psnr"]), "dip_peak_step": int(dip["peak_step"]),
             "ntk_peak": float(ntk["peak_psnr"]), "ntk_peak_step": int(ntk["peak_step"])}
 
@@ -151,7 +152,8 @@ def filter_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     fig, axes = plt.subplots(len(settings), 3, figsize=(13, 3.4 * len(settings)), squeeze=False)
     for row_axes, setting in zip(axes, settings):
         here = [(d, n) for d, n in pairs if _setting(n) == setting]
-        filters = [n for _, n in ntk.iterrows() if _setting(n) == setting]
+        filters = sorted((n for _, n in ntk.iterrows() if _setting(n) == setting),
+                         key=lambda n: str(n.get("method.net.hidden_layers")).zfill(8))
         shown = next((r for r in [*(d for d, _ in here), *filters] if _array(r, "gt") is not None), None)
         if shown is not None:
             row_axes[0].plot(_array(shown, "degraded").reshape(-1), lw=0.7, color="grey", label="noisy y")
@@ -250,7 +252,7 @@ def theory_markdown(runs: pd.DataFrame) -> list[str]:
     md = []
     ntk = _done(runs, FILTER)
     if len(ntk):
-        rows = [{"network": _label(n), "n": n.get("ntk_size"), "λ_max": max(n["ntk_singular_values"]),
+        rows = [{"setting": _setting(n), "network": _label(n), "n": n.get("ntk_size"), "λ_max": max(n["ntk_singular_values"]),
                  "λ_min": min(n["ntk_singular_values"]), "condition number": n["ntk_condition_number"]}
                 for _, n in ntk.iterrows()]
         md += ["", "## A-F4: the NTK K = J Jᵀ at initialisation", "", pd.DataFrame(rows).to_markdown(index=False,

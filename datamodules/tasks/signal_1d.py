@@ -3,7 +3,8 @@ denoised by a 1-D CNN trained with gradient descent, set against the NTK filter 
 
 y = x + η, η ~ N(0, σ²), A = I. The signal is generated from its config alone (no data
 files): ``square`` (a square wave of ``periods`` periods between 0.2 and 0.8) or
-``piecewise_smooth`` (a sine arc, a ramp, a jump to a parabola and a constant, in [0.1, 0.9]).
+``piecewise_smooth`` (a sine period, a ramp, a parabola and a constant, with jumps between
+them, in [0.2, 0.9]).
 A signal of length N is stored as a 1 × N image, tensors (1, C, 1, N) (docs/conventions.md
 §16), so PSNR, traces, stopping rules and figures work unchanged; only networks that declare
 themselves 1-D (``cnn1d``) run on it (capability ``signal_1d``). SSIM is scikit-image's on the
@@ -46,11 +47,11 @@ def square_wave(length: int, periods: int) -> torch.Tensor:
 
 
 def piecewise_smooth(length: int) -> torch.Tensor:
-    """Four smooth pieces with jumps between them, values in [0.1, 0.9]."""
+    """Four smooth pieces with jumps between them, values in [0.2, 0.9]."""
     t = torch.arange(length, dtype=torch.float64) / length
     pieces = [(t < 0.25, 0.5 + 0.3 * torch.sin(8 * math.pi * t)),
-              ((t >= 0.25) & (t < 0.5), 0.2 + 2.0 * (t - 0.25)),
-              ((t >= 0.5) & (t < 0.75), 0.9 - 8.0 * (t - 0.625) ** 2 - 0.1),
+              ((t >= 0.25) & (t < 0.5), 0.2 + 1.2 * (t - 0.25)),
+              ((t >= 0.5) & (t < 0.75), 0.9 - 8.0 * (t - 0.625) ** 2),
               (t >= 0.75, torch.full_like(t, 0.3))]
     x = torch.zeros_like(t)
     for where, values in pieces:
