@@ -267,8 +267,11 @@ def theory_markdown(runs: pd.DataFrame) -> list[str]:
         result = eigen_comparison(noise, fbp)
         if result:
             for name, values in (("random", result["noise"]), ("FBP", result["fbp"])):
+                run = noise if name == "random" else fbp
                 rows.append({"input": name, **{f"E({k})": values[k - 1] for k in ENERGY_AT if k <= result["k"]},
-                             "FBP higher at": f"{result['fbp_higher']:.0%} of k = 1…{result['k']}"})
+                             "FBP higher at": f"{result['fbp_higher']:.0%} of k = 1…{result['k']}",
+                             "max residual ‖Kv − λv‖/λ": max(run.get("ntk_eigen_residuals") or [float("nan")]),
+                             "eigensolver": run.get("ntk_eigen_method")})
     if rows:
         md += ["", "## B-F3: ground-truth energy in the span of the top-k NTK eigenvectors", "",
                "E(k) = ‖V_kᵀ x‖² / ‖x‖² (x the ground truth, V_k the top-k eigenvectors of J Jᵀ at initialisation).", "",
