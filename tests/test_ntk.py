@@ -13,7 +13,7 @@ from torch.func import functional_call, jacrev
 from benchmark.config import ConfigError, IncompatibleError, resolve
 from benchmark.runner import build_task, execute
 from benchmark.store import RunStore
-from methods.baselines.ntk_eigen import self_dip_config
+from methods.baselines.ntk_eigen import dip_config
 from methods.networks import build_network
 from methods.networks.cnn1d import CNN1DConfig
 from methods.networks.config import UNetConfig
@@ -154,7 +154,7 @@ def test_ntk_eigen_is_deterministic_stores_orthonormal_eigenvectors_and_never_re
         np.testing.assert_allclose(basis @ basis.T, np.eye(6), atol=1e-5)
         assert images["ntk_eigvec_1"].shape == images["gt"].shape
         # the runner calls it under torch.no_grad(): the eigenvalues are still those of J Jᵀ at this run's θ₀ and z
-        dip = VanillaDIP(self_dip_config(run.method_cfg), build_task(run).measurement(), 0, max_steps=1)
+        dip = VanillaDIP(dip_config(run.method_cfg), build_task(run).measurement(), 0, max_steps=1)
         jac = explicit_jacobian(dip.net, dip.z)
         exact = torch.linalg.eigvalsh(jac @ jac.T).flip(0)[:6]
         np.testing.assert_allclose(metrics["ntk_eigenvalues"], exact.numpy(), rtol=1e-4)

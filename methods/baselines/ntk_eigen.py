@@ -51,7 +51,7 @@ class NTKEigenConfig:
 class NTKEigen(Baseline):
     @classmethod
     def requirements(cls, cfg: NTKEigenConfig) -> set[str]:
-        return VanillaDIP.requirements(self_dip_config(cfg))
+        return VanillaDIP.requirements(dip_config(cfg))
 
     @classmethod
     def skip(cls, cfg: NTKEigenConfig, task) -> str | None:
@@ -59,7 +59,7 @@ class NTKEigen(Baseline):
 
     def reconstruct(self) -> torch.Tensor:
         cfg = self.cfg
-        dip = VanillaDIP(self_dip_config(cfg), self.problem, cfg.seed, max_steps=1)  # θ₀ and z as the DIP run's
+        dip = VanillaDIP(dip_config(cfg), self.problem, cfg.seed, max_steps=1)  # θ₀ and z as the DIP run's
         dip.to("cuda" if torch.cuda.is_available() else "cpu")  # a paper-size U-Net's NTK needs a GPU
         n = dip.z.new_zeros(self.problem.x_shape).numel()
         values, vectors, residuals = top_eigenpairs(dip.net, dip.z, min(cfg.k, n), dense_limit=cfg.dense_limit,
@@ -79,7 +79,7 @@ class NTKEigen(Baseline):
             return dip.net(dip.z).detach().cpu()  # the untrained output f_θ₀(z)
 
 
-def self_dip_config(cfg: NTKEigenConfig) -> DIPConfig:
+def dip_config(cfg: NTKEigenConfig) -> DIPConfig:
     """The DIP settings of the run whose initialisation is analysed."""
     return DIPConfig(input=cfg.input, input_dist=cfg.input_dist, input_channels=cfg.input_channels,
                      input_scale=cfg.input_scale, net=cfg.net)
