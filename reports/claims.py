@@ -23,6 +23,9 @@ from reports import theory
 HOLDS, FAILS, MIXED, NOT_MEASURED = "holds", "fails", "mixed", "not measured"
 NTK_CURVE_DB = 1.0  # claim 9: largest PSNR gap between DIP and its NTK filter that still counts as "predicts"
 EIGEN_SHARE = 0.75  # claim 10: share of k = 1…64 at which the FBP input must hold more GT energy
+# experiments that are analyses, and the claim each one judges; a suite of only these (theory_quick) judges no other
+# claim (its 1-D gradient-descent DIP run is the NTK comparison's, not evidence on Survey B's overfitting claims)
+ANALYSIS_CLAIMS = {"A-F4": 9, "B-F3": 10}
 ES = keys.es("running_variance", "psnr")
 ES_STEP = keys.es("running_variance", "step")
 
@@ -254,18 +257,23 @@ def _deep_decoder_noise(s):
 def judge(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> list[Verdict]:
     """Every claim over every reported suite (calibration suites excluded: their images are
     not the evaluated ones) and, where it applies, over Survey B's Table 2."""
-    summaries = {}
+    summaries, analyses = {}, {}
     for suite, suite_runs in runs.groupby("suite"):
-        if "calibration" in str(suite_runs["suite_experiment"].iloc[0]).split(","):
+        experiments = set(str(suite_runs["suite_experiment"].iloc[0]).split(","))
+        if "calibration" in experiments:
             continue
         summary = summarize(suite_runs)
         if not summary.empty:
             summaries[suite] = summary
+            if experiments <= set(ANALYSIS_CLAIMS):  # an NTK analysis suite speaks only to its own claims
+                analyses[suite] = {ANALYSIS_CLAIMS[e] for e in experiments}
     verdicts = []
     for spec in sorted(CLAIMS.values(), key=lambda c: c.number):
         fn: Callable = spec.target
         evidence = []
         for suite, summary in summaries.items():
+            if suite in analyses and spec.number not in analyses[suite]:
+                continue
             result = fn(summary)
             if result is not None:
                 holds, quantity = result
