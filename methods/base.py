@@ -86,7 +86,7 @@ class NormalisedDIPConfig(DIPConfig):
 
 
 def network_mismatch(method: str, cfg, task) -> str | None:
-    """Why ``cfg.net`` cannot run on ``task``: a 2-D network on a 1-D signal (docs/conventions.md §16)."""
+    """Why ``cfg.net`` cannot run on ``task``: a 2-D network on a 1-D signal (docs/conventions.md §17)."""
     net = getattr(cfg, "net", None)
     if net is not None and "signal_1d" in task.capabilities and "signal_1d" not in getattr(net, "requires", ()):
         return (f"{method} with net.name = {net.name!r} (a 2-D network) cannot run on the 1-D signal of {task.name}: "
@@ -133,7 +133,7 @@ class DIPModule(MethodProtocol, L.LightningModule):
 
     @classmethod
     def skip(cls, cfg, task) -> str | None:
-        """Also: a 2-D network cannot run on a 1-D signal (docs/conventions.md §16)."""
+        """Also: a 2-D network cannot run on a 1-D signal (docs/conventions.md §17)."""
         return network_mismatch(cls.method_name, cfg, task) or super().skip(cfg, task)
 
     def __init__(self, cfg: DIPConfig, problem: Measurement, seed: int, max_steps: int):

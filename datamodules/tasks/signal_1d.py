@@ -6,7 +6,7 @@ files): ``square`` (a square wave of ``periods`` periods between 0.2 and 0.8) or
 ``piecewise_smooth`` (a sine period, a ramp, a parabola and a constant, with jumps between
 them, in [0.2, 0.9]).
 A signal of length N is stored as a 1 × N image, tensors (1, C, 1, N) (docs/conventions.md
-§16), so PSNR, traces, stopping rules and figures work unchanged; only networks that declare
+§17), so PSNR, traces, stopping rules and figures work unchanged; only networks that declare
 themselves 1-D (``cnn1d``) run on it (capability ``signal_1d``). SSIM is scikit-image's on the
 1-D array (window 7): a 2-D window does not fit a 1-pixel-high image."""
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The 1-D CNN of Survey A Fig. 4 (A-F4): ``hidden_layers`` convolutions of ``channels``
 channels with ReLU, then a linear convolution to the output channels (Survey A: 3 hidden
 layers, 256 channels, ReLU, trained by gradient descent). It maps a 1-D signal stored as a
-1 × N image, (B, C, 1, N) (docs/conventions.md §16), to one of the same length ("same"
+1 × N image, (B, C, 1, N) (docs/conventions.md §17), to one of the same length ("same"
 padding, stride 1), so it runs on tasks with the capability ``signal_1d`` only."""
 from __future__ import annotations
 
