@@ -1,7 +1,7 @@
 """The CI regression on small crops: ``ci_small`` runs every registered method (at its
 registered smoke size, on a tiny network) on one small instance of every task family —
 natural-image denoising, inpainting, a Gaussian deblur, CT (a real head CT,
-simulated fan beam), multi-coil MRI, and a user's degraded-image file written here — for 100
+simulated fan beam), multi-coil MRI, a 1-D signal, and a user's degraded-image file written here — for 100
 iterations at one learning rate (0.01), deterministically, through the normal executor path.
 Its results are compared with the committed golden file (``tests/golden/ci_small.json``):
 per run the peak PSNR and its iteration, the running-variance pick's PSNR and iteration, the
@@ -53,6 +53,7 @@ DATASETS = [
     {"name": "deblur_gaussian", "crop": 16, "kernel_size": 5},
     {"name": "ct_calibration", "image_size": 32, "n_angles": 8, "noise": 0.05},
     {"name": "fastmri_knee", "crop": 32, "coils": 4},
+    {"name": "signal_1d", "length": 32},  # 1-D: runs the 1-D methods (ntk_filter) and baselines; 2-D nets are skipped
 ]
 
 

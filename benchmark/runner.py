@@ -85,6 +85,8 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
         m, im = cb.summary()
         metrics.update(m)
         images.update(im)
+    metrics.update(getattr(module, "info", None) or {})  # an analysis method's own results (methods/ntk_filter.py)
+    images.update(getattr(module, "images", None) or {})
     metrics["n_params"] = sum(p.numel() for p in module.net.parameters())
     metrics["n_trainable"] = sum(p.numel() for g in module.parameter_groups() for p in g.params)
     metrics["iterations"] = module.total_iterations
@@ -106,7 +108,7 @@ def _run_baseline(spec, run: RunConfig, task, extra_callbacks=()):
                         keys.FINAL_SSIM: ssim})
     else:  # no PSNR/SSIM columns at all (docs/conventions.md §11)
         trace = trace.drop(columns=[c for c in trace.columns if "psnr" in c or "ssim" in c])
-    return metrics, {"final": x}, trace
+    return metrics, {"final": x, **getattr(baseline, "images", {})}, trace  # + an analysis's images (ntk_eigen)
 
 
 RUNNERS = {MethodKind.DIP: _fit_dip, MethodKind.BASELINE: _run_baseline}  # by the method class's kind

@@ -25,6 +25,7 @@ CAPABILITIES = {
     "real_image": "x is a real-valued image",
     "natural_image": "x is a natural photo in [0, 1] (1 or 3 channels)",
     "reference_image": "the task provides a reference image in extras['reference'] (Ref-G input: dataset.reference)",
+    "signal_1d": "x is a 1-D signal stored as a 1×N image (1, C, 1, N); needs a 1-D network (docs/conventions.md §17)",
 }
 
 

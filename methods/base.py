@@ -88,6 +88,15 @@ class NormalisedDIPConfig(DIPConfig):
     loss: DataTerm = "normalised"
 
 
+def network_mismatch(method: str, cfg, task) -> str | None:
+    """Why ``cfg.net`` cannot run on ``task``: a 2-D network on a 1-D signal (docs/conventions.md §17)."""
+    net = getattr(cfg, "net", None)
+    if net is not None and "signal_1d" in task.capabilities and "signal_1d" not in getattr(net, "requires", ()):
+        return (f"{method} with net.name = {net.name!r} (a 2-D network) cannot run on the 1-D signal of {task.name}: "
+                "it needs a 1-D network (method.net: {name: cnn1d})")
+    return None
+
+
 @dataclass(frozen=True)
 class Stage:
     """A phase of a method. Exactly one stage reconstructs (the last); stages before it
@@ -123,7 +132,12 @@ class DIPModule(MethodProtocol, L.LightningModule):
             needs.add("reference_image")
         if cfg.input == "adjoint" or cfg.loss == "half_sse_normalised":
             needs.add("linear")
-        return needs
+        return needs | set(getattr(cfg.net, "requires", ()))  # e.g. a 1-D network needs a 1-D signal
+
+    @classmethod
+    def skip(cls, cfg, task) -> str | None:
+        """Also: a 2-D network cannot run on a 1-D signal (docs/conventions.md §17)."""
+        return network_mismatch(cls.method_name, cfg, task) or super().skip(cfg, task)
 
     def __init__(self, cfg: DIPConfig, problem: Measurement, seed: int, max_steps: int):
         super().__init__()

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.store import RunStore
+from reports import theory  # noqa: F401  (registers its report section)
 from reports.claims import judge, paper_summary, write_claims
 from reports.collect import add_labels, load_runs
 from reports.html import write_html

@@ -18,8 +18,14 @@ import pandas as pd
 from core import keys
 from core.registry import Entry, Registry
 from core.results import MethodKind, RunState
+from reports import theory
 
 HOLDS, FAILS, MIXED, NOT_MEASURED = "holds", "fails", "mixed", "not measured"
+NTK_CURVE_DB = 1.0  # claim 9: largest PSNR gap between DIP and its NTK filter that still counts as "predicts"
+EIGEN_SHARE = 0.75  # claim 10: share of k = 1…64 at which the FBP input must hold more GT energy
+# experiments that are analyses, and the claim each one judges; a suite of only these (theory_quick) judges no other
+# claim (its 1-D gradient-descent DIP run is the NTK comparison's, not evidence on Survey B's overfitting claims)
+ANALYSIS_CLAIMS = {"A-F4": 9, "B-F3": 10}
 ES = keys.es("running_variance", "psnr")
 ES_STEP = keys.es("running_variance", "step")
 
@@ -75,6 +81,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                           es=("es", "mean"), es_step=("es_step", "median"), final=("final", "mean"),
                           wall=("wall", "mean"), max_steps=("max_steps", "max"), images=("image", "nunique"))
     summary.attrs["per_run"] = frame
+    summary.attrs["runs"] = done  # the runs themselves, for claims that read traces or stored arrays (9, 10)
     return summary
 
 
@@ -188,15 +195,37 @@ def _peak_varies(s):
 
 
 @register_claim(9, "On a 1D signal the NTK filter predicts the PSNR curve of the real network (A-F4).",
-                "Survey A Fig. 4", "—", missing="the A-F4 experiment (1-D task and NTK filter, issue 21)")
+                "Survey A Fig. 4", f"max over iterations of |PSNR_DIP − PSNR_NTK| ≤ {NTK_CURVE_DB} dB for every DIP/NTK "
+                "pair (same seed, network, η; plain gradient descent)",
+                missing="the A-F4 experiment: `python -m benchmark run theory_quick`")
 def _ntk_1d(s):
-    return None
+    runs = s.attrs.get("runs")
+    pairs = theory.filter_pairs(runs) if runs is not None else []
+    if not pairs:
+        return None
+    found = [theory.curve_agreement(d, n) for d, n in pairs]
+    worst = max(f["max_abs_db"] for f in found)
+    text = "; ".join(f"{f['setting']}, {f['depth']} hidden layers: max {f['max_abs_db']:.2f} dB, "
+                     f"mean {f['mean_abs_db']:.2f} dB, peaks "
+                     f"{f['dip_peak']:.2f} dB @ {f['dip_peak_step']:.0f} (DIP) vs {f['ntk_peak']:.2f} dB @ "
+                     f"{f['ntk_peak_step']:.0f} (NTK)" for f in found)
+    return worst <= NTK_CURVE_DB, text
 
 
 @register_claim(10, "FBP input gives NTK eigenvectors closer to the image than random input (B-F3).",
-                "Survey B Fig. 3", "—", missing="the B-F3 experiment (NTK eigenvectors on CT, issue 21)")
+                "Survey B Fig. 3", f"the ground truth's energy in the span of the top-k eigenvectors is higher with FBP "
+                f"input than with random input for ≥ {EIGEN_SHARE:.0%} of k = 1…64",
+                missing="the B-F3 experiment: `python -m benchmark run theory_quick`")
 def _ntk_fbp(s):
-    return None
+    runs = s.attrs.get("runs")
+    found = [r for r in (theory.eigen_comparison(a, b) for a, b in theory.eigen_pairs(runs)) if r] if runs is not None else []
+    if not found:
+        return None
+    share = min(r["fbp_higher"] for r in found)
+    text = "; ".join(f"E(4) {r['fbp'][min(3, r['k'] - 1)]:.3f} (FBP) vs {r['noise'][min(3, r['k'] - 1)]:.3f} (random), "
+                     f"E({r['k']}) {r['fbp'][-1]:.3f} vs {r['noise'][-1]:.3f}; FBP higher at {r['fbp_higher']:.0%} of "
+                     f"k = 1…{r['k']}" for r in found)
+    return share >= EIGEN_SHARE, text
 
 
 @register_claim(11, "Warm start begins far higher and overfits less, peaking slightly lower (B-F9).",
@@ -228,18 +257,23 @@ def _deep_decoder_noise(s):
 def judge(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> list[Verdict]:
     """Every claim over every reported suite (calibration suites excluded: their images are
     not the evaluated ones) and, where it applies, over Survey B's Table 2."""
-    summaries = {}
+    summaries, analyses = {}, {}
     for suite, suite_runs in runs.groupby("suite"):
-        if "calibration" in str(suite_runs["suite_experiment"].iloc[0]).split(","):
+        experiments = set(str(suite_runs["suite_experiment"].iloc[0]).split(","))
+        if "calibration" in experiments:
             continue
         summary = summarize(suite_runs)
         if not summary.empty:
             summaries[suite] = summary
+            if experiments <= set(ANALYSIS_CLAIMS):  # an NTK analysis suite speaks only to its own claims
+                analyses[suite] = {ANALYSIS_CLAIMS[e] for e in experiments}
     verdicts = []
     for spec in sorted(CLAIMS.values(), key=lambda c: c.number):
         fn: Callable = spec.target
         evidence = []
         for suite, summary in summaries.items():
+            if suite in analyses and spec.number not in analyses[suite]:
+                continue
             result = fn(summary)
             if result is not None:
                 holds, quantity = result

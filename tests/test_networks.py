@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from methods.networks import NetConfig, SkipNetConfig, UNetConfig, build_network, network_configs
+from methods.networks.cnn1d import CNN1DConfig
 from methods.networks.decoder import DeepDecoderConfig
 
 
@@ -30,7 +31,8 @@ def test_skip_channel_list_length_is_checked():
 
 
 def test_each_network_name_has_its_config_class_and_the_net_type_is_tagged_by_name():
-    assert network_configs() == {"unet": UNetConfig, "skipnet": SkipNetConfig, "deep_decoder": DeepDecoderConfig}
+    assert network_configs() == {"unet": UNetConfig, "skipnet": SkipNetConfig, "deep_decoder": DeepDecoderConfig,
+                                 "cnn1d": CNN1DConfig}
     assert NetConfig.__metadata__[0].registry == network_configs
 
 

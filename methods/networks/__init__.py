@@ -1,5 +1,6 @@
-"""Networks for DIP: the Survey B U-Net, the original DIP "skip" encoder–decoder and the deep decoder."""
-from methods.networks import decoder, skipnet, unet  # noqa: F401 (they register themselves)
+"""Networks for DIP: the Survey B U-Net, the original DIP "skip" encoder–decoder, the deep decoder and
+Survey A's 1-D CNN."""
+from methods.networks import cnn1d, decoder, skipnet, unet  # noqa: F401 (they register themselves)
 from methods.networks.config import (
                                      NETWORKS,
                                      NetConfig,
