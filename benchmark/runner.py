@@ -82,6 +82,7 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
     metrics["n_params"] = sum(p.numel() for p in module.net.parameters())
     metrics["n_trainable"] = sum(p.numel() for g in module.parameter_groups() for p in g.params)
     metrics["iterations"] = module.total_iterations
+    metrics.update(getattr(module, "run_metrics", dict)())  # the method's own numbers (pre-training, subspace size)
     return metrics, images, pd.DataFrame(callbacks[-1].rows)
 
 
