@@ -9,8 +9,9 @@ derived by the reports); per named iterate
 PSNR/SSIM key is absent, docs/conventions.md §11).
 
 trace.parquet: ``step`` (iteration, ≤ 0 in preparatory stages), ``stage``, ``loss``,
-``data_residual`` (‖Ax − y‖₂), ``wall_time_s``, ``psnr``, ``ssim`` (every ``ssim_every``-th row), ``psnr_ema``, ``es.<rule>.g`` (the
-rule's monitored value), ``psnr_<iterate>``, and each scalar a method returns.
+``data_residual`` (‖Ax − y‖₂), ``wall_time_s`` (seconds since training started), ``psnr``,
+``ssim`` (every ``ssim_every``-th row), ``psnr_ema``, ``es.<rule>.g`` (the rule's monitored value),
+``psnr_<iterate>``, and each scalar a method returns.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from filelock import FileLock
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from core.schema import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
-from datamodules.ellipses import EllipsesDataModule, simulate_ellipses
+from datamodules.ellipses import EllipsesDataModule
 from datamodules.operators.ct import fbp_image
 from datamodules.sources.paths import cache_dir
 from datamodules.task import Measurement

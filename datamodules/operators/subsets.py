@@ -3,7 +3,6 @@ gradients of the data term (Survey B §5.3; Ehrhardt et al. 2025)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from datamodules.operators.sparse import SparseMatrixOperator
 
