@@ -10,6 +10,8 @@ from core import keys
 from core.results import RunState
 from reports.claims import judge, paper_summary, write_claims
 from reports.collect import add_labels, load_runs
+from reports.compute import applies as compute_applies
+from reports.compute import compute_section
 from reports.figures import mean_psnr_curves, psnr_curves, reconstruction_panel, residual_curves
 from reports.html import write_html
 from reports.leaderboard import write_leaderboard
@@ -74,6 +76,8 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
                    "and seeds).", "", no_gt.to_markdown(index=False), "", "### Per run (no ground truth)", "",
                    no_ground_truth_per_run(suite_runs).to_markdown(index=False)]
         experiments = {e for ids in suite_runs["suite_experiment"].dropna() for e in ids.split(",") if e}
+        compute = compute_section(suite_runs, f"{suite}: {provenance}", folder) if compute_applies(experiments) else None
+        md += compute.markdown if compute else []  # Survey B §5: wall time to reach PSNR p (reports/compute.py)
         for exp in experiments:
             if exp in PAPER_TABLES:
                 paper = pd.read_csv(PAPER_TABLES[exp])
@@ -114,10 +118,12 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
                                    mean_psnr_curves(suite_runs, title, folder / "mean_psnr_vs_iteration.png"),
                                    residual_curves(suite_runs, title, folder / "residual_vs_iteration.png"),
                                    reconstruction_panel(suite_runs, title, folder / "reconstructions.png")) if fig]
+        figures += compute.figures if compute else []
         written += figures
         info = store.suite_info(suite)
         pages.append({"name": suite, "runs": suite_runs, "summary": table, "figures": figures, "provenance": provenance,
-                      "experiments": ", ".join(sorted(experiments)), "description": info.get("description") or ""})
+                      "experiments": ", ".join(sorted(experiments)), "description": info.get("description") or "",
+                      "tables": compute.tables if compute else []})
     written.append(write_html(out, results, pages, claims))
     return written
 
