@@ -80,6 +80,7 @@ class Pretrainer(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = torch.nn.functional.mse_loss(self.net(batch["fbp"]), batch["gt"])
+        self.log("loss", loss, on_step=True, prog_bar=False, logger=False)  # callback_metrics: the last step's loss
         return loss
 
     def validation_step(self, batch, batch_idx):  # not run (limit_val_batches=0): the PSNR is measured at the end
