@@ -115,7 +115,7 @@ class RunConfig:
 
 def _without_unset_warm_start(method: dict) -> dict:
     """``warm_start: null`` (the default of every DIP method) is left out of the stored config, so
-    the option's arrival changed no run id (docs/conventions.md §16)."""
+    the option's arrival changed no run id (docs/conventions.md §18)."""
     return {k: v for k, v in method.items() if not (k == "warm_start" and v is None)}
 
 

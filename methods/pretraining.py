@@ -10,7 +10,7 @@ checkpoints every ``checkpoint_every`` steps, so an interrupted pre-training res
 last one. ``snapshots`` parameter vectors θ⁽ⁱ⁾ are saved at uniformly spaced steps (the last
 is θ̂). The result is cached on disk like the CT matrices (datamodules/operators/ct.py),
 keyed by a hash of everything that determines it: the network config, its output layer, the
-operator's matrix, the image shape and these settings (docs/conventions.md §16). A file lock
+operator's matrix, the image shape and these settings (docs/conventions.md §18). A file lock
 makes concurrent runs that need the same pre-training train it once.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Survey B §5 (B-F9, B-S5) on a suite's report page: the wall time each DIP variant needs to
 reach given PSNR levels, and PSNR against wall time. Read from the traces' ``wall_time_s``
-column (seconds since the run's training started, docs/conventions.md §16); a warm start's
+column (seconds since the run's training started, docs/conventions.md §18); a warm start's
 pre-training is a one-off cost, cached and shared by every run on the same operator and
 network, so it is listed beside the time and not added to it."""
 from __future__ import annotations

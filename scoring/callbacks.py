@@ -239,7 +239,7 @@ class Trace(IterateCallback):
     """Per-iteration trace at a stride, kept in memory (written once by the runner):
     step, stage, loss, data residual ‖Ax − y‖₂, PSNR and SSIM (every ``ssim_every`` rows;
     only with a ground truth), the method's scalars and the other callbacks' columns, and
-    ``wall_time_s``, the seconds since training started (every stage; docs/conventions.md §16).
+    ``wall_time_s``, the seconds since training started (every stage; docs/conventions.md §18).
     Records every stage."""
 
     reconstruction_only = False
