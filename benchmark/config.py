@@ -104,7 +104,7 @@ class RunConfig:
     def to_dict(self) -> dict:
         preset = {"preset": dict(sorted(self.presets.items()))} if self.presets else {}
         return {
-            "method": {"name": self.method, **dataclasses.asdict(self.method_cfg), **preset},
+            "method": {"name": self.method, **_without_unset_warm_start(dataclasses.asdict(self.method_cfg)), **preset},
             "dataset": {"name": self.dataset, **dataclasses.asdict(self.dataset_cfg)},
             "run": dataclasses.asdict(self.run),
         }
@@ -114,6 +114,12 @@ class RunConfig:
         """Stable id from the resolved config: ``<method>__<dataset>__<sha1[:10]>``."""
         digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:10]
         return f"{self.method}__{self.dataset}__{digest}"
+
+
+def _without_unset_warm_start(method: dict) -> dict:
+    """``warm_start: null`` (the default of every DIP method) is left out of the stored config, so
+    the option's arrival changed no run id (docs/conventions.md §18)."""
+    return {k: v for k, v in method.items() if not (k == "warm_start" and v is None)}
 
 
 def resolve(config: dict, presets: bool = True) -> RunConfig:

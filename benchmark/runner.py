@@ -91,6 +91,7 @@ def _fit_dip(spec, run: RunConfig, task, extra_callbacks):
     metrics["n_trainable"] = sum(p.numel() for g in module.parameter_groups() for p in g.params)
     metrics["iterations"] = module.total_iterations
     metrics["precision"] = precision_info
+    metrics.update(getattr(module, "run_metrics", dict)())  # the method's own numbers (pre-training, subspace size)
     return metrics, images, pd.DataFrame(callbacks[-1].rows)
 
 

@@ -47,6 +47,7 @@ from datamodules.operators.base import hutchinson_frobenius_sq
 from datamodules.task import Measurement
 from methods.inputs import input_size, network_input
 from methods.networks import NetConfig, UNetConfig, build_network
+from methods.pretraining import WarmStartConfig, pretrained_network
 from methods.protocol import MethodProtocol
 
 # foreach: one multi-tensor kernel per update instead of one per parameter (the default on CUDA only); the same
@@ -79,6 +80,9 @@ class DIPConfig:
     learn_input: bool = False  # optimise z too (parameter group "input")
     input_lr: PositiveFloat | None = None  # learning rate of z; null = lr
     net: NetConfig = field(default_factory=UNetConfig)
+    # start from a network pre-trained FBP → GT on synthetic ellipses (Survey B §5.1; methods/pretraining.py;
+    # needs input: fbp); null = random initialisation
+    warm_start: WarmStartConfig | None = None
 
 
 @dataclass
@@ -128,6 +132,8 @@ class DIPModule(MethodProtocol, L.LightningModule):
         needs = set(cls.requires)
         if cfg.input == "fbp":
             needs.add("fbp")
+        if cfg.warm_start is not None:
+            needs |= {"fbp", "ct"}
         if cfg.input == "reference":
             needs.add("reference_image")
         if cfg.input == "adjoint" or cfg.loss == "half_sse_normalised":
@@ -157,6 +163,13 @@ class DIPModule(MethodProtocol, L.LightningModule):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # network initialisation depends on the run seed only
             self.net = build_network(cfg.net, z.shape[1], problem.x_shape[0], sigmoid)
+        self.pretrained = None
+        if cfg.warm_start is not None:  # Survey B §5.1: θ₀ = θ̂ of eq (38), the network fed the FBP image
+            if cfg.input != "fbp":
+                raise ValueError(f"method.warm_start pre-trains the network FBP → GT, so it needs method.input: fbp "
+                                 f"(got {cfg.input!r})")
+            self.pretrained = pretrained_network(cfg.warm_start, cfg.net, sigmoid, problem)
+            self.net.load_state_dict(self.pretrained.state_dict)
         if hasattr(self.net, "output_size"):  # networks fed a seed smaller than the image learn the image size here
             self.net.output_size = tuple(problem.x_shape[-2:])
         if "support" in problem.extras:  # x vanishes outside a known support (MRI: the coil maps'): f_θ(z)·support
@@ -182,6 +195,14 @@ class DIPModule(MethodProtocol, L.LightningModule):
                 pixels *= n
             return 1.0 / pixels
         return 1.0
+
+    def run_metrics(self) -> dict:
+        """Numbers about the run the method stores with its metrics (the runner adds them)."""
+        if self.pretrained is None:
+            return {}
+        info = self.pretrained.info
+        return {"pretrain": {"key": info["key"], "time_s": info["train_time_s"], "val_psnr": info["val_psnr"],
+                             "steps": info["steps"]}}
 
     # -- stages and iteration numbering ----------------------------------------------------
     def stages(self) -> list[Stage]:

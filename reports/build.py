@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.store import RunStore
-from reports import theory  # noqa: F401  (registers its report section)
+from reports import compute, theory  # noqa: F401  (they register their report sections)
 from reports.claims import judge, paper_summary, write_claims
 from reports.collect import add_labels, load_runs
 from reports.html import write_html
@@ -51,7 +51,7 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         written += [page.folder / "table.md", page.folder / "table.tex", *page.figures]
         pages.append({"name": suite, "runs": page.runs, "summary": table, "figures": page.figures,
                       "provenance": page.provenance, "experiments": ", ".join(sorted(page.experiments)),
-                      "description": page.info.get("description") or ""})
+                      "description": page.info.get("description") or "", "tables": page.tables})
     written.append(write_html(out, results, pages, claims))
     return written
 

@@ -76,6 +76,8 @@ def paper_method_name(row: dict) -> str:
     name = row["method.name"]
     if name == "tv":
         return "tv_baseline"
+    if any(k.startswith("method.warm_start.") and row[k] is not None for k in row) and name != "subspace_dip":
+        return f"{name}_warm_start"  # pre-trained start (Survey B Fig. 9), not a Table 2 row
     if name == "vanilla_dip" and row.get("method.input") == "fbp":  # Table 2's FBP-input row (older runs)
         return "vanilla_dip_fbp_input"
     return name

@@ -40,6 +40,7 @@ Simulated measurements on real images are labelled as such in each suite's data 
 <h2 id="{{ s.name }}">Suite {{ s.name }}{% if s.experiments %} ({{ s.experiments }}){% endif %}</h2>
 <p class="note">{{ s.description }}</p><p><b>Data:</b> {{ s.provenance }}</p>
 {{ s.table }}
+{% for title, html in s.tables %}<h3>{{ title }}</h3>{{ html }}{% endfor %}
 {% for fig in s.figures %}<img src="{{ fig }}" alt="{{ fig }}">{% endfor %}
 {% if s.failed %}<h3>Failed and damaged runs</h3>{{ s.failed }}{% endif %}
 <details><summary>Per-run provenance ({{ s.runs }} runs)</summary>{{ s.provenance_table }}</details>
@@ -70,6 +71,7 @@ def write_html(out: Path, results: Path, suites: list[dict], claims: list[Verdic
             "name": s["name"], "experiments": s.get("experiments", ""), "description": s.get("description", ""),
             "provenance": s.get("provenance", ""), "runs": len(runs),
             "table": s["summary"].to_html(index=False, border=0) if len(s["summary"]) else "<p class='not'>no scored runs</p>",
+            "tables": [(title, t.to_html(index=False, border=0)) for title, t in s.get("tables", [])],
             "figures": [str(Path(f).relative_to(out)) for f in s.get("figures", []) if Path(f).is_file()],
             "failed": failed[[c for c in ("run_id", "method.name", "error") if c in failed]].to_html(index=False, border=0)
             if len(failed) else "",

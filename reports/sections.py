@@ -47,6 +47,7 @@ class SuitePage:
     leaderboard: bool = False
     md: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (title, table): extra tables of the HTML page
 
     @property
     def provenance(self) -> str:

@@ -16,6 +16,7 @@ the EMA and named iterates' images and every stopping rule's pick are still reco
 from __future__ import annotations
 
 import numbers
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -165,11 +166,14 @@ class OracleBest(IterateCallback):
     def __init__(self, task, scorer=None):
         super().__init__(task, scorer)
         self.best_psnr, self.best_step, self.best_x = float("-inf"), 0, None
+        self.first_psnr = float("nan")  # x^(1): where the reconstruction starts (warm start, Survey B Fig. 9)
 
     def on_iterate(self, step, out):
         if not self.has_gt:
             return  # no oracle without a ground truth
         psnr = self.scorer.psnr(step, out.x)
+        if step == 1:
+            self.first_psnr = psnr
         if psnr > self.best_psnr:
             self.best_psnr, self.best_step, self.best_x = psnr, step, out.x.clone()
 
@@ -177,7 +181,8 @@ class OracleBest(IterateCallback):
         if not self.has_gt:
             return {}, {}
         ssim = self.task.ssim(self.best_x) if self.best_x is not None else float("nan")
-        return {keys.PEAK_PSNR: self.best_psnr, keys.PEAK_STEP: self.best_step, keys.PEAK_SSIM: ssim}, {"peak": self.best_x}
+        return ({keys.PEAK_PSNR: self.best_psnr, keys.PEAK_STEP: self.best_step, keys.PEAK_SSIM: ssim,
+                 keys.FIRST_PSNR: self.first_psnr}, {"peak": self.best_x})
 
 
 class FinalIterate(IterateCallback):
@@ -276,7 +281,8 @@ class NamedIterates(IterateCallback):
 class Trace(IterateCallback):
     """Per-iteration trace at a stride, kept in memory (written once by the runner):
     step, stage, loss, data residual ‖Ax − y‖₂, PSNR and SSIM (every ``ssim_every`` rows;
-    only with a ground truth), the method's scalars and the other callbacks' columns.
+    only with a ground truth), the method's scalars and the other callbacks' columns, and
+    ``wall_time_s``, the seconds since training started (every stage; docs/conventions.md §18).
     Records every stage."""
 
     reconstruction_only = False
@@ -288,6 +294,10 @@ class Trace(IterateCallback):
         self.rows: list[dict] = []
         self._last = None
         self._physics, self._y = task.physics, task.y  # replaced by the module's (on its device) during fit
+        self._t0 = time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module):
+        self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.reconstructing = pl_module.reconstructing
@@ -306,6 +316,7 @@ class Trace(IterateCallback):
 
     def _record(self, step, out, stage, reconstructing):
         row = {"step": step, "stage": stage, "loss": out.loss, keys.RESIDUAL: data_residual(self._physics, out.x, self._y)}
+        row[keys.WALL_TIME] = time.perf_counter() - self._t0  # after the residual: a device sync has happened
         if self.has_gt:
             row["psnr"] = self.scorer.psnr(step, out.x)
             if len(self.rows) % self.ssim_every == 0:

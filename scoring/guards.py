@@ -17,7 +17,9 @@ rules (``run.divergence``, ``DivergenceSettings`` in benchmark/config.py):
   for a run; a method whose returned loss grows by design (a penalty weight that increases,
   an augmented Lagrangian) sets the class attribute ``loss_may_grow = True`` and the rule
   skips it;
-- **stall** (reconstruction stage, ``stall: true``): the loss does not change at all for
+- **stall** (reconstruction stage, ``stall: true``; skipped for a method that sets
+  ``loss_may_settle = True``: one that can converge exactly, e.g. L-BFGS on subspace DIP's
+  k coefficients): the loss does not change at all for
   ``patience`` consecutive iterations: the gradients vanished. Measured: vanilla DIP with a
   sigmoid output at lr 1e3 saturates after one step and its loss never moves again (it
   used to be stored as finished, 12 dB below the noisy input). No healthy run of the stored
@@ -84,7 +86,8 @@ class DivergenceGuard(Callback):
         explodes = self.factor is not None and not getattr(pl_module, "loss_may_grow", False) \
             and value > self.factor * abs(self.initial)
         self.above = self.above + 1 if explodes else 0
-        self.unchanged = self.unchanged + 1 if self.stall and value == self.previous else 0
+        settles = getattr(pl_module, "loss_may_settle", False)  # a method that converges exactly (L-BFGS in k dims)
+        self.unchanged = self.unchanged + 1 if self.stall and not settles and value == self.previous else 0
         self.previous = value
         if self.above >= self.patience:
             raise Diverged(step, stage, f"the loss stayed above {self.factor:g} × its initial value {self.initial:.4g} "

@@ -117,7 +117,7 @@ def simulate_walnut_scanner(gt: torch.Tensor, cfg: SimulatedCTConfig) -> tuple:
     gen = torch.Generator().manual_seed(cfg.noise_seed)
     y = clean + sigma * torch.randn(clean.shape, generator=gen)
     info = {"geometry": cfg.geometry, "n_angles": cfg.n_angles, "n_detectors": n_det, "pixel_mm": pixel_mm,
-            "noise_sigma": sigma, "operator_key": geom.key()}
+            "noise_sigma": sigma, "noise_fraction": cfg.noise, "operator_key": geom.key()}
     return gt, y, op, info
 
 
@@ -154,7 +154,7 @@ def scanner_task(name: str, gt, y, op, label: str, info: dict, fbp_iterations: i
         metric=ImageMetric(data_range=None, mask=circle_mask(gt.shape[-1]), description=CIRCLE_PSNR),
         provenance=label,
         extras={"fbp": fbp},
-        info={**info, "fbp_method": how},
+        info={**info, "fbp_method": how, "fbp_iterations": fbp_iterations},
     )
 
 
