@@ -9,6 +9,7 @@ from benchmark.config import ConfigError, check_compatible_sizes, from_dict, par
 from benchmark.suites import load_suite
 from core.schema import PositiveInt, Probability, Range
 from methods.networks import NetConfig, SkipNetConfig, UNetConfig
+from methods.networks.config import NETWORKS
 
 
 def test_unknown_keys_fail_listing_the_valid_ones(tmp_path):
@@ -126,7 +127,7 @@ def test_a_tagged_net_field_merges_over_its_default_or_over_the_chosen_class_def
 
 
 def test_a_tagged_net_field_lists_valid_names_keys_and_choices():
-    valid = "valid: deep_decoder, skipnet, unet"
+    valid = "valid: " + ", ".join(sorted(NETWORKS))  # every registered network
     with pytest.raises(ConfigError, match=r"method\.net\.name = 'nope' is not a valid choice; " + valid):
         from_dict(Settings, {"net": {"name": "nope"}}, "method")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) method\.net\.depth; valid keys of method\.net: channels"):
