@@ -48,7 +48,7 @@ throughput: $(VENV)/.installed
 # peak memory; run it alone on the machine. PERF_ARGS=--quick: a few minutes on a 2-core CPU
 PERF_ARGS ?=
 perf: $(VENV)/.installed
-	$(PY) -m benchmark.perf $(PERF_ARGS)
+	$(PY) -m benchmark.perf --out docs/results/perf.txt $(PERF_ARGS)
 
 report: $(VENV)/.installed
 	$(PY) -m benchmark report --results $(RESULTS) --out $(REPORTS) --snapshot docs/results

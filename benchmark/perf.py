@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -237,6 +239,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and sizes (a few minutes on 2 CPU cores)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
+    parser.add_argument("--out", help="also write the output to this file (make perf: docs/results/perf.txt)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SECTIONS)
@@ -246,9 +249,52 @@ def main(argv=None) -> None:
 
     quiet_lightning()
     threads = torch.get_num_threads()
+    if args.out:  # everything printed also goes to the file, written once at the end (a killed run leaves the old one)
+        import contextlib
+        import io
+
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(_Tee(sys.stdout, buffer)):
+            _report(args, threads)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(buffer.getvalue())
+        tmp.replace(out)
+        return
+    _report(args, threads)
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()
+
+
+def _machine() -> str:
+    """CPU model, cores and load average: what a ratio measured here depends on."""
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return f"machine: {model}, {os.cpu_count()} CPU(s), load average {load} at start, {time.strftime('%Y-%m-%d %H:%M %Z')}"
+
+
+def _report(args, threads: int) -> None:
     print(f"dipbench perf: torch {torch.__version__}, device {args.device}"
           f"{' (' + torch.cuda.get_device_name() + ')' if args.device == 'cuda' else ''}, {threads} CPU thread(s), "
           f"{'quick' if args.quick else 'full'}; ratios, measured in this one run")
+    print(_machine())
     for name in SECTIONS:
         if name in args.only.split(","):
             globals()[name](args.quick, args.device)

@@ -3,6 +3,7 @@ stated threshold, over every suite; the same test on Survey B's Table 2."""
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from reports.claims import CLAIMS, FAILS, HOLDS, MIXED, NOT_MEASURED, judge, paper_summary, write_claims
 
@@ -77,3 +78,37 @@ def test_make_report_writes_one_html_page_with_claims_suites_figures_and_provena
     images = re.findall(r'<img src="([^"]+)"', page)
     assert images and all((out / src).is_file() for src in images)
     assert (out / "claims.md").is_file()
+
+
+def _browser():
+    import shutil
+
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+@pytest.mark.slow
+def test_the_html_page_renders_in_headless_chromium_without_console_errors(tmp_path):
+    """Issue 19: the page opens in a real browser, no console error, the screenshot is not blank."""
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    from benchmark.cli import main
+    from tests.grid_helpers import suite_file
+
+    browser = _browser()
+    if browser is None:
+        pytest.skip("headless Chromium is not installed here (Debian: apt install chromium)")
+    suite = suite_file(tmp_path, images=("coffee",), max_steps=12)
+    results, out = tmp_path / "results", tmp_path / "out"
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    shot = tmp_path / "page.png"
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                           f"--screenshot={shot}", "--window-size=1280,2000", (out / "index.html").resolve().as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "error" in line.lower() or "Uncaught" in line], console
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 5  # text, tables and figures, not a blank page
