@@ -183,7 +183,7 @@ def filter_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
         row_axes[2].legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, f"{title}: {_provenance(r for _, r in ntk.iterrows())}\nA-F4: DIP vs NTK filter (Survey A Fig. 4)",
-                 out)
+                 out, y=1.04)  # above the panel titles (tight_layout leaves no room for a suptitle)
 
 
 def eigen_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
@@ -230,7 +230,8 @@ def eigen_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     if pairs:
         energy.legend(fontsize=6)
     fig.tight_layout()
-    return _save(fig, f"{title}: {_provenance(rows)}\nB-F3: NTK eigenvectors, random vs FBP input (Survey B Fig. 3)", out)
+    return _save(fig, f"{title}: {_provenance(rows)}\nB-F3: NTK eigenvectors, random vs FBP input (Survey B Fig. 3)", out,
+                 y=1.02)
 
 
 def theory_figures(runs: pd.DataFrame, title: str, folder: Path) -> list[Path]:
