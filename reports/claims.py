@@ -26,6 +26,9 @@ EIGEN_SHARE = 0.75  # claim 10: share of k = 1…64 at which the FBP input must 
 # experiments that are analyses, and the claim each one judges; a suite of only these (theory_quick) judges no other
 # claim (its 1-D gradient-descent DIP run is the NTK comparison's, not evidence on Survey B's overfitting claims)
 ANALYSIS_CLAIMS = {"A-F4": 9, "B-F3": 10}
+# suites that are not evidence on any claim: calibration (its images are not the evaluated ones) and the CI regression
+# (ci_small: tiny crops, 100 iterations, smoke-sized methods; it guards the code, it measures no claim)
+NOT_EVIDENCE = {"calibration", "regression"}
 ES = keys.es("running_variance", "psnr")
 ES_STEP = keys.es("running_variance", "step")
 
@@ -266,12 +269,12 @@ def _deep_decoder_noise(s):
 
 # -- judging ------------------------------------------------------------------------------------
 def judge(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> list[Verdict]:
-    """Every claim over every reported suite (calibration suites excluded: their images are
+    """Every claim over every reported suite (calibration and regression suites excluded, NOT_EVIDENCE: their images are
     not the evaluated ones) and, where it applies, over Survey B's Table 2."""
     summaries, analyses = {}, {}
     for suite, suite_runs in runs.groupby("suite"):
         experiments = set(str(suite_runs["suite_experiment"].iloc[0]).split(","))
-        if "calibration" in experiments:
+        if experiments & NOT_EVIDENCE:
             continue
         summary = summarize(suite_runs)
         if not summary.empty:

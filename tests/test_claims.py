@@ -112,3 +112,9 @@ def test_the_html_page_renders_in_headless_chromium_without_console_errors(tmp_p
     assert not [line for line in console if "error" in line.lower() or "Uncaught" in line], console
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 5  # text, tables and figures, not a blank page
+
+
+def test_the_ci_regression_suite_is_no_evidence_on_any_claim():
+    regression = [run("ci_small", "vanilla_dip", 20.0, 10.0, experiment="regression")]
+    verdicts = by_number(judge(pd.DataFrame(regression)))
+    assert verdicts[1].verdict == NOT_MEASURED and "ci_small" not in " ".join(verdicts[1].evidence)
