@@ -256,6 +256,10 @@ def _plain(value):
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value] if value else []
+
+
 def cmd_report(args) -> int:
     from reports.build import build_reports
     from reports.snapshot import write_snapshot
@@ -270,7 +274,13 @@ def cmd_report(args) -> int:
         raise ConfigError(f"report --out {out}: cannot write there ({exc.strerror or exc}); choose a writable folder")
     written = build_reports(Path(args.results), out, suites=args.suite or None)
     if args.snapshot:
-        written += write_snapshot(Path(args.out), Path(args.snapshot), args.suite or None)
+        from benchmark.store import RunStore
+        from reports.claims import NOT_EVIDENCE
+
+        store = RunStore(Path(args.results))
+        leave_out = {suite for suite in store.suites()  # the CI regression and calibration suites
+                     if set(_as_list(store.suite_info(suite).get("experiment"))) & NOT_EVIDENCE}
+        written += write_snapshot(Path(args.out), Path(args.snapshot), args.suite or None, leave_out)
     for path in written:
         print(path)
     return 0

@@ -11,13 +11,14 @@ import shutil
 from pathlib import Path
 
 
-def write_snapshot(report: Path, snapshot: Path, suites: list[str] | None = None) -> list[Path]:
+def write_snapshot(report: Path, snapshot: Path, suites: list[str] | None = None, leave_out=()) -> list[Path]:
+    """``leave_out``: suites not copied (the CI regression and calibration suites: no evidence on any claim)."""
     snapshot.mkdir(parents=True, exist_ok=True)
     written = []
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     for table in sorted(report.glob("*/table.md")):
         suite = table.parent.name
-        if suites and suite not in suites:
+        if (suites and suite not in suites) or suite in leave_out:
             continue
         body = table.read_text()
         body = re.sub(r"\]\((?!https?:|/)([^)]+)\)", lambda m: f"]({_relative(table.parent / m.group(1), snapshot)})", body)

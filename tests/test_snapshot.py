@@ -17,3 +17,12 @@ def test_the_snapshot_copies_each_table_with_its_provenance_header(tmp_path):
     assert tmp_path / "docs" / "sensitivity.md" in written
     assert write_snapshot(report, tmp_path / "other", ["nope"]) == [tmp_path / "other" / "sensitivity.md",
                                                                    tmp_path / "other" / "sensitivity" / "ct__m.png"]
+
+
+def test_the_snapshot_leaves_out_the_suites_it_is_told_to(tmp_path):
+    report = tmp_path / "out"
+    for suite in ("s1", "ci_small"):
+        (report / suite).mkdir(parents=True)
+        (report / suite / "table.md").write_text(f"# Suite `{suite}`\n")
+    written = write_snapshot(report, tmp_path / "docs", None, leave_out={"ci_small"})
+    assert written == [tmp_path / "docs" / "s1.md"]
