@@ -12,6 +12,7 @@ iterations to the last: Lightning's loop, the callbacks and the trace) and *whol
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -68,10 +69,8 @@ def config(crop: int, steps: int, trace_every: int = 10) -> dict:
             "run": {"max_steps": steps, "save_images": False, "trace_every": trace_every}}
 
 
-def measure(run) -> dict:
-    """``plain``, ``harness`` (in the loop) and ``whole`` (``execute`` per iteration) seconds per step."""
-    task = build_task(run)
-    plain = plain_loop(run, task)
+def _once(run, task) -> tuple[float, float]:
+    """One harness run: (in-loop, whole-run) seconds per iteration."""
     clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -79,7 +78,26 @@ def measure(run) -> dict:
         whole = (time.perf_counter() - start) / run.run.max_steps
     if metrics["status"] != "finished":
         raise RuntimeError(f"the harness run failed: {metrics.get('error')}")
-    return {"plain": plain, "harness": per_step(clock.times), "whole": whole}
+    return per_step(clock.times), whole
+
+
+def measure(run, repeats: int = 1) -> dict:
+    """``plain``, ``harness`` (in the loop) and ``whole`` (``execute`` per iteration) seconds per step, each the
+    median of ``repeats`` interleaved measurements (plain, harness, harness, plain, …: drift of the machine's speed
+    during the measurement falls on both alike); ``ratios``: plain/harness of each repeat."""
+    task = build_task(run)
+    plain, harness, whole = [], [], []
+    for i in range(repeats):
+        if i % 2 == 0:
+            plain.append(plain_loop(run, task))
+        h, w = _once(run, task)
+        harness.append(h)
+        whole.append(w)
+        if i % 2 == 1:
+            plain.append(plain_loop(run, task))
+    ratios = [p / h for p, h in zip(plain, harness)]
+    return {"plain": statistics.median(plain), "harness": statistics.median(harness), "whole": statistics.median(whole),
+            "ratios": ratios}
 
 
 def main(argv=None) -> None:

@@ -49,16 +49,19 @@ def harness(quick: bool, device: str) -> None:
     from benchmark.config import resolve
     from benchmark.overhead import config, measure
 
-    print("1. harness vs plain loop (vanilla DIP, 5×32 U-Net; >= 1 means the harness is as fast)")
-    print(f"   {'size':>6} {'iters':>6} {'plain/harness (loop)':>21} {'plain/whole run':>16}")
+    repeats = 3
+    print(f"1. harness vs plain loop (vanilla DIP, 5×32 U-Net; >= 1 means the harness is as fast; medians of {repeats} "
+          "interleaved repeats, the repeats' range in brackets)")
+    print(f"   {'size':>6} {'iters':>6} {'plain/harness (loop)':>21} {'range':>13} {'plain/whole run':>16}")
     plan = [(64, 20 if quick else 100, 10), (64, 20 if quick else 100, 1), (128, 8 if quick else 30, 10),
             (256, 5 if quick else 12, 10)]
     for crop, steps, every in plan:
         cfg = config(crop, steps, every)
         cfg["run"]["accelerator"] = "gpu" if device == "cuda" else "cpu"
-        r = measure(resolve(cfg))
+        r = measure(resolve(cfg), repeats)
         label = f"{crop}²" + (" (trace every iteration)" if every == 1 else "")
-        print(f"   {label:>6} {steps:>6} {r['plain'] / r['harness']:>21.3f} {r['plain'] / r['whole']:>16.3f}")
+        spread = f"({min(r['ratios']):.2f}–{max(r['ratios']):.2f})"
+        print(f"   {label:>6} {steps:>6} {r['plain'] / r['harness']:>21.3f} {spread:>13} {r['plain'] / r['whole']:>16.3f}")
 
 
 def batched(quick: bool, device: str) -> None:
