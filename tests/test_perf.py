@@ -23,8 +23,9 @@ def test_memory_probe_reports_a_peak_for_a_short_run():
 def test_overhead_measures_plain_harness_and_whole_run():
     cfg = config(32, 6)
     cfg["method"]["net"] = {"name": "unet", "scales": 2, "channels": 8, "skip_channels": [0, 4]}
-    r = measure(resolve(cfg))
-    assert set(r) == {"plain", "harness", "whole"} and all(v > 0 for v in r.values())
+    r = measure(resolve(cfg), repeats=2)
+    assert set(r) == {"plain", "harness", "whole", "ratios"} and all(r[k] > 0 for k in ("plain", "harness", "whole"))
+    assert len(r["ratios"]) == 2 and all(v > 0 for v in r["ratios"])  # one plain/harness ratio per interleaved repeat
 
 
 def test_unknown_section_is_an_error():
