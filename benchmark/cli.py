@@ -256,10 +256,6 @@ def _plain(value):
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value] if value else []
-
-
 def cmd_report(args) -> int:
     from reports.build import build_reports
     from reports.snapshot import write_snapshot
@@ -276,10 +272,11 @@ def cmd_report(args) -> int:
     if args.snapshot:
         from benchmark.store import RunStore
         from reports.claims import NOT_EVIDENCE
+        from reports.collect import suite_experiments
 
         store = RunStore(Path(args.results))
         leave_out = {suite for suite in store.suites()  # the CI regression and calibration suites
-                     if set(_as_list(store.suite_info(suite).get("experiment"))) & NOT_EVIDENCE}
+                     if set(suite_experiments(store, suite)) & NOT_EVIDENCE}
         written += write_snapshot(Path(args.out), Path(args.snapshot), args.suite or None, leave_out)
     for path in written:
         print(path)

@@ -49,8 +49,7 @@ def load_runs(results: Path, suite: str | None = None) -> pd.DataFrame:
                 _flatten(f"{key}.", value, row)  # code.git_commit, versions.torch, failure.step, …
             else:
                 row[key] = value
-        experiment = store.suite_info(row["suite"]).get("experiment") or []
-        row["suite_experiment"] = ",".join([experiment] if isinstance(experiment, str) else experiment)
+        row["suite_experiment"] = ",".join(suite_experiments(store, row["suite"]))
         row["paper_method"] = paper_method_name(row)
         rows.append(row)
     runs = add_gaps(pd.DataFrame(rows))
@@ -121,3 +120,9 @@ def load_trace(run_path: str) -> pd.DataFrame:
     except Exception as exc:  # noqa: BLE001 - a damaged file must not stop the report
         print(f"warning: cannot read {path} ({type(exc).__name__}: {exc}); its curve is left out", file=sys.stderr)
         return pd.DataFrame()
+
+
+def suite_experiments(store, suite: str) -> list[str]:
+    """The experiment ids a suite declares (suite.json ``experiment``: one id or a list)."""
+    experiment = store.suite_info(suite).get("experiment") or []
+    return [experiment] if isinstance(experiment, str) else list(experiment)

@@ -18,7 +18,7 @@ import seaborn as sns  # noqa: E402
 from core import keys  # noqa: E402
 from core.results import MethodKind, RunState  # noqa: E402
 from reports.collect import load_trace  # noqa: E402
-from reports.figures import _save  # noqa: E402
+from reports.figures import save_figure  # noqa: E402
 from reports.sections import SuitePage, register_section  # noqa: E402
 
 EXPERIMENTS = {"B-F9", "B-S5"}  # suites of these experiments get the section
@@ -116,7 +116,7 @@ def psnr_vs_time(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     ax.set_ylabel("PSNR [dB]")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    return _save(fig, f"{title}\nPSNR vs wall time (Survey B §5)", out, y=1.03)  # suite on top, provenance below
+    return save_figure(fig, f"{title}\nPSNR vs wall time (Survey B §5)", out, y=1.03)  # suite on top, provenance below
 
 
 def compute_section(runs: pd.DataFrame, title: str, folder: Path) -> Section:

@@ -21,7 +21,7 @@ from reports.collect import load_trace  # noqa: E402
 from reports.tables import has_ground_truth, primary_rule  # noqa: E402
 
 
-def _save(fig, title: str, out: Path, y: float | None = None) -> Path:
+def save_figure(fig, title: str, out: Path, y: float | None = None) -> Path:
     """Title, write (PNG, 130 dpi) and close a figure; returns its path. A long title ``"suite:
     provenance"`` is split: the suite name on top, the provenance wrapped as a caption below the
     figure (printed over the column headings it was unreadable)."""
@@ -115,7 +115,7 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path, log_x: bool = False) 
         ax.set_ylabel("PSNR [dB]")
     handles = [plt.Line2D([], [], marker=m, ls="", color="black", label=k) for k, (_, _, m) in marks(done).items()]
     _legend_outside(grid, handles)
-    return _save(grid.figure, title, out, y=1.02)
+    return save_figure(grid.figure, title, out, y=1.02)
 
 
 def mean_psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
@@ -143,7 +143,7 @@ def mean_psnr_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
         ax.set_ylabel("PSNR [dB], mean ± sd over images and seeds")
         ax.set_title(ax.get_title(), fontsize=8)
     _legend_outside(grid, [])
-    return _save(grid.figure, title, out, y=1.02)
+    return save_figure(grid.figure, title, out, y=1.02)
 
 
 def loss_curves(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
@@ -200,7 +200,7 @@ def residual_curves(runs: pd.DataFrame, title: str, out: Path, column: str = key
         ax.set_ylabel(label)
     handles = [plt.Line2D([], [], marker=m, ls="", color="black", label=k) for k, (_, _, m) in points.items()]
     _legend_outside(grid, handles)
-    return _save(grid.figure, f"{title}\n{'data residual' if column == keys.RESIDUAL else label} vs iteration", out,
+    return save_figure(grid.figure, f"{title}\n{'data residual' if column == keys.RESIDUAL else label} vs iteration", out,
                  y=1.04)
 
 
@@ -251,4 +251,4 @@ def reconstruction_panel(runs: pd.DataFrame, title: str, out: Path) -> Path | No
             ax.set_title(label, fontsize=7)
         row_axes[0].text(-0.1, 0.5, f"{r['method_label']}\n{r['image']}", transform=row_axes[0].transAxes,
                          rotation=90, va="center", ha="right", fontsize=6)
-    return _save(fig, title, out)
+    return save_figure(fig, title, out)

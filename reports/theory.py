@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 
 from core.results import RunState  # noqa: E402
 from reports.collect import load_trace  # noqa: E402
-from reports.figures import _save  # noqa: E402  (one title/caption layout for every figure)
+from reports.figures import save_figure  # noqa: E402  (one title/caption layout for every figure)
 from reports.sections import SuitePage, register_section  # noqa: E402
 
 FILTER, DIP, EIGEN = "ntk_filter", "vanilla_dip", "ntk_eigen"
@@ -182,7 +182,7 @@ def filter_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
         row_axes[2].set_title("NTK spectrum at initialisation", fontsize=8)
         row_axes[2].legend(fontsize=6)
     fig.tight_layout()
-    return _save(fig, f"{title}: {_provenance(r for _, r in ntk.iterrows())}\nA-F4: DIP vs NTK filter (Survey A Fig. 4)",
+    return save_figure(fig, f"{title}: {_provenance(r for _, r in ntk.iterrows())}\nA-F4: DIP vs NTK filter (Survey A Fig. 4)",
                  out, y=1.04)  # above the panel titles (tight_layout leaves no room for a suptitle)
 
 
@@ -230,7 +230,7 @@ def eigen_figure(runs: pd.DataFrame, title: str, out: Path) -> Path | None:
     if pairs:
         energy.legend(fontsize=6)
     fig.tight_layout()
-    return _save(fig, f"{title}: {_provenance(rows)}\nB-F3: NTK eigenvectors, random vs FBP input (Survey B Fig. 3)", out,
+    return save_figure(fig, f"{title}: {_provenance(rows)}\nB-F3: NTK eigenvectors, random vs FBP input (Survey B Fig. 3)", out,
                  y=1.02)
 
 

@@ -38,12 +38,18 @@ def _stored(results, run) -> tuple[dict, pd.DataFrame]:
     return json.loads((folder / "metrics.json").read_text()), pd.read_parquet(folder / "trace.parquet")
 
 
-def test_batched_vanilla_dip_traces_equal_the_solo_runs_within_tolerance(tmp_path):
-    runs = [_run("vanilla_dip", seed) for seed in (0, 1, 2)]
+def _solo_and_batched(tmp_path, method: str, seeds) -> list:
+    """Runs of ``method`` for ``seeds``, each stored alone under solo/ and together under batch/ (all finished)."""
+    runs = [_run(method, seed) for seed in seeds]
     for run in runs:
         execute(run, "s", RunStore(tmp_path / "solo"))
     outcomes = run_batch([_config(r) for r in runs], "s", str(tmp_path / "batch"))
-    assert [o.status for o in outcomes] == ["finished"] * 3
+    assert [o.status for o in outcomes] == ["finished"] * len(runs)
+    return runs
+
+
+def test_batched_vanilla_dip_traces_equal_the_solo_runs_within_tolerance(tmp_path):
+    runs = _solo_and_batched(tmp_path, "vanilla_dip", (0, 1, 2))
     for run in runs:
         solo_metrics, solo = _stored(tmp_path / "solo", run)
         metrics, batched = _stored(tmp_path / "batch", run)
@@ -62,11 +68,7 @@ def test_batched_vanilla_dip_traces_equal_the_solo_runs_within_tolerance(tmp_pat
 def test_manual_optimisation_method_is_declared_unbatchable_and_runs_alone_bitwise(tmp_path):
     spec = METHODS["dip_denoiser_hqs"]
     assert "manual optimisation" in unbatchable_reason(spec.cls, spec.config())
-    runs = [_run("dip_denoiser_hqs", seed) for seed in (0, 1)]
-    for run in runs:
-        execute(run, "s", RunStore(tmp_path / "solo"))
-    outcomes = run_batch([_config(r) for r in runs], "s", str(tmp_path / "batch"))
-    assert [o.status for o in outcomes] == ["finished"] * 2
+    runs = _solo_and_batched(tmp_path, "dip_denoiser_hqs", (0, 1))
     for run in runs:
         metrics, batched = _stored(tmp_path / "batch", run)
         assert metrics["batch"]["mode"] == "solo" and "manual optimisation" in metrics["batch"]["reason"]
