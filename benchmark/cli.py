@@ -172,19 +172,28 @@ def _outcome_line(job, outcome: Outcome) -> str:
         return f"{job.run_id}: finished"
 
 
+def _time_spent(m: dict) -> str:
+    """A run's wall time; a batched member's own time is only its storing, so the batch's (§19)."""
+    batch = m.get("batch") or {}
+    if batch.get("mode") == "vmap" and "wall_time_s" in batch:
+        return f"{batch['wall_time_s']:.0f} s for the batch of {batch['size']}"
+    return f"{m['wall_time_s']:.0f} s"
+
+
 def _summary_line(run, m: dict) -> str:
     if not m.get(keys.HAS_GT, True):  # no ground truth: no PSNR (docs/conventions.md §11)
         stops = "".join(f", ES[{rule}] @ {m[keys.es(rule, 'step')]}" for rule in keys.es_rules(m)
                         if m.get(keys.es(rule, "step")) is not None)
         residual = m.get(keys.FINAL_RESIDUAL)
         return (f"{run.run_id} (seed {run.run.seed}, no ground truth){stops}, final ‖Ax−y‖ "
-                f"{'–' if residual is None else f'{residual:.4g}'} ({m['wall_time_s']:.0f} s)")
+                f"{'–' if residual is None else f'{residual:.4g}'} ({_time_spent(m)})")
     if m["kind"] == MethodKind.BASELINE:
-        return f"{run.run_id}: {m[keys.FINAL_PSNR]:.2f} dB"
+        warning = f" (warning: {m['tv_warning']})" if m.get("tv_warning") else ""
+        return f"{run.run_id}: {m[keys.FINAL_PSNR]:.2f} dB{warning}"
     stops = "".join(f", ES[{rule}] {m[keys.es(rule, 'psnr')]:.2f} dB @ {m[keys.es(rule, 'step')]}"
                     for rule in keys.es_rules(m) if m.get(keys.es(rule, "step")) is not None)
     return (f"{run.run_id} (seed {run.run.seed}): peak {m[keys.PEAK_PSNR]:.2f} dB @ {m[keys.PEAK_STEP]}{stops}, "
-            f"final {m[keys.FINAL_PSNR]:.2f} dB (degraded {m[keys.DEGRADED_PSNR]:.2f} dB, {m['wall_time_s']:.0f} s)")
+            f"final {m[keys.FINAL_PSNR]:.2f} dB (degraded {m[keys.DEGRADED_PSNR]:.2f} dB, {_time_spent(m)})")
 
 
 def cmd_tune(args) -> int:

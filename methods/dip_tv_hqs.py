@@ -40,6 +40,10 @@ class DIPTVHQS(DIPModule):
     extra network evaluation; the prox is cold-started (a fresh TVPrior), so u is a function
     of f_θ(z) and α_k only. A complex image is regularised channel-wise (TV(Re) + TV(Im))."""
 
+    unbatchable = ("keeps its splitting variable u as module state, replaced inside training_step every N_sub-th "
+                   "iteration by deepinv's TV prox (which updates its own tensors in place, refused by vmap); a "
+                   "vmapped step is a pure function of the stacked parameters and buffers (docs/conventions.md §19)")
+
     def __init__(self, cfg, problem, seed, max_steps):
         super().__init__(cfg, problem, seed, max_steps)
         outer = max(1, math.ceil(max_steps / cfg.inner_steps))

@@ -26,9 +26,10 @@ EIGEN_SHARE = 0.75  # claim 10: share of k = 1…64 at which the FBP input must 
 # experiments that are analyses, and the claim each one judges; a suite of only these (theory_quick) judges no other
 # claim (its 1-D gradient-descent DIP run is the NTK comparison's, not evidence on Survey B's overfitting claims)
 ANALYSIS_CLAIMS = {"A-F4": 9, "B-F3": 10}
-# suites that are not evidence on any claim: calibration (its images are not the evaluated ones) and the CI regression
-# (ci_small: tiny crops, 100 iterations, smoke-sized methods; it guards the code, it measures no claim)
-NOT_EVIDENCE = {"calibration", "regression"}
+# suites that are not evidence on any claim: calibration (its images are not the evaluated ones), the CI regression
+# (ci_small: tiny crops, 100 iterations, smoke-sized methods; it guards the code, it measures no claim) and the demo
+# (the default suite: laptop settings, 500 iterations at one lr for every U-Net method; a first look, no paper's setting)
+NOT_EVIDENCE = {"calibration", "regression", "demo"}
 ES = keys.es("running_variance", "psnr")
 ES_STEP = keys.es("running_variance", "step")
 

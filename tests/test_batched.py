@@ -65,6 +65,38 @@ def test_batched_vanilla_dip_traces_equal_the_solo_runs_within_tolerance(tmp_pat
     assert len(seeds) == 3  # the members really are different runs
 
 
+SMOKE_STEPS = 12  # past the first state update of every method's smoke settings (dip_tv_hqs: N_sub = 2)
+BATCHABLE = sorted(name for name, spec in METHODS.items()
+                   if unbatchable_reason(spec.cls, spec.config(**(spec.smoke_config or {}))) is None)
+
+
+@pytest.mark.parametrize("method", BATCHABLE)
+def test_every_batchable_method_batches_or_falls_back_and_matches_its_solo_runs(tmp_path, method):
+    """A method that does not declare itself unbatchable either batches with the solo trace or
+    falls back to solo runs at its first iteration; it never fails later or silently differs
+    (a method that keeps state across iterations loses it inside a vmapped step)."""
+    spec = METHODS[method]
+    runs = [resolve({"method": {"name": method, **(spec.smoke_config or {})},
+                     "dataset": {"name": "denoising", "crop": 32},
+                     "run": {"max_steps": SMOKE_STEPS, "seed": seed, "trace_every": 1, "save_images": False}})
+            for seed in (0, 1)]
+    for run in runs:
+        execute(run, "s", RunStore(tmp_path / "solo"))
+    outcomes = run_batch([_config(r) for r in runs], "s", str(tmp_path / "batch"))
+    assert [o.status for o in outcomes] == ["finished"] * 2, _stored(tmp_path / "batch", runs[0])[0].get("error")
+    for run in runs:
+        metrics, batched = _stored(tmp_path / "batch", run)
+        solo = _stored(tmp_path / "solo", run)[1]
+        assert len(batched) == len(solo) == SMOKE_STEPS
+        tolerance = 0.1 if metrics["batch"]["mode"] == "vmap" else 0.0  # §19: rounding over 12 iterations
+        assert np.abs(batched["psnr"] - solo["psnr"]).max() <= tolerance, metrics["batch"]
+
+
+def test_dip_tv_hqs_is_declared_unbatchable_for_its_splitting_state():
+    spec = METHODS["dip_tv_hqs"]
+    assert "splitting variable u" in unbatchable_reason(spec.cls, spec.config())
+
+
 def test_manual_optimisation_method_is_declared_unbatchable_and_runs_alone_bitwise(tmp_path):
     spec = METHODS["dip_denoiser_hqs"]
     assert "manual optimisation" in unbatchable_reason(spec.cls, spec.config())
