@@ -227,6 +227,19 @@ def test_ct_fan_beam_from_dataset_keys_and_transposed_file(tmp_path):
     assert "LSQR" in task.info["fbp_method"] and task.psnr(task.degraded) > 15
 
 
+def test_a_users_ct_sinogram_gets_the_ct_familys_sigmoid_output_unless_it_cannot_hold(tmp_path):
+    """Issue 18: the CT family's convention (x in [0, 1], sigmoid output) for a normalised user sinogram,
+    as on the built-in CT tasks; signed where [0, 1] cannot hold; the choice and its reason are in the task."""
+    path = write_ct_parallel(tmp_path)
+    task, _ = build("measurement_ct", file=str(path))
+    assert float(task.gt.max()) <= 1 and task.x_range == "unit" and "CT family" in task.info["x_range_why"]
+    assert build("measurement_ct", file=str(path), normalise=False)[0].x_range == "signed"
+    assert build("measurement_ct", file=str(path), x_range="signed")[0].x_range == "signed"
+    np.save(tmp_path / "gt.npy", ct_phantom() * 3.0)  # a ground truth above the FBP-type image's peak
+    task, _ = build("measurement_ct", file=str(path))
+    assert task.x_range == "signed" and "ground truth peaks at" in task.info["x_range_why"]
+
+
 def test_ct_without_ground_truth(tmp_path):
     path = write_ct_parallel(tmp_path, settings={k: v for k, v in PARALLEL_YAML.items() if k != "gt"})
     task, _ = build("measurement_ct", file=str(path))
