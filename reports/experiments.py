@@ -15,6 +15,7 @@ a new block of the page one ``@register_experiment_part`` function.
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -208,16 +209,22 @@ def setting_label(runs: pd.DataFrame, row) -> str:
 
 def suites_to_run(experiment: str, task: str) -> list[str]:
     """The suite files (benchmark/suites/) that declare ``experiment`` and run ``task``, CPU twins first."""
+    found = [name for name, (experiments, tasks) in _suite_files().items() if experiment in experiments and task in tasks]
+    return sorted(found, key=lambda n: (not n.endswith("_quick"), n))
+
+
+@functools.cache
+def _suite_files() -> dict[str, tuple[set, set]]:
+    """Per suite file: the experiment ids it declares and the datasets it runs (read once)."""
     from benchmark.suites import available_suites
 
-    found = []
+    found = {}
     for name, path in available_suites().items():
         raw = yaml.safe_load(path.read_text()) or {}
         declared = raw.get("experiment") or []
-        datasets = {d if isinstance(d, str) else d.get("name") for d in raw.get("datasets") or []}
-        if experiment in ([declared] if isinstance(declared, str) else declared) and task in datasets:
-            found.append(name)
-    return sorted(found, key=lambda n: (not n.endswith("_quick"), n))
+        found[name] = ({declared} if isinstance(declared, str) else set(declared),
+                       {d if isinstance(d, str) else d.get("name") for d in raw.get("datasets") or []})
+    return found
 
 
 def paper_vs_ours(page: ExperimentPage) -> pd.DataFrame:
