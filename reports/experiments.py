@@ -3,8 +3,9 @@ suite that declares the id (its summary table, links to its figures), the stoppi
 of those suites' runs, and the papers' numbers next to ours.
 
 The papers' numbers are ``reports/paper/stated_numbers.csv`` (one row per number a survey states
-about an experiment, with where it says so) and Survey B's Table 2 (``PAPER_TABLES``, read as one
-stated number per cell). Each row names a registered *quantity*, a function of the runs of one
+about an experiment, with where it says so: paper, section, figure or table; the text copies of the
+papers carry no page numbers) and Survey B's Table 2 (``PAPER_TABLES``, read as one stated number
+per cell). Each row names a registered *quantity*, a function of the runs of one
 method on one task that computes "ours" from the stored metrics (a trace only where a metric is
 missing); a suite whose setting differs from the paper's gets a setting label derived from its
 runs' config and data provenance. Nothing is recomputed by training and nothing is typed by hand.
@@ -83,13 +84,13 @@ def stated_numbers(path: Path = STATED_NUMBERS) -> pd.DataFrame:
     unknown = sorted(set(rows["quantity"]) - set(QUANTITIES))
     if unknown:
         raise ValueError(f"{path}: quantities {unknown} have no registered function (reports/experiments.py)")
-    return pd.concat([rows, *(_table_rows(exp, table) for exp, table in PAPER_TABLES.items())], ignore_index=True)
+    return pd.concat([rows, _survey_b_table2_rows()], ignore_index=True)
 
 
-def _table_rows(experiment: str, table_path: Path) -> pd.DataFrame:
-    """Survey B Table 2 as stated numbers (walnut, 501², 10 000 iterations, real data, GPU; §6.1–6.3)."""
-    table = pd.read_csv(table_path)
-    rows = [{"experiment": experiment, "quantity": quantity, "method": r["method"], "task": "walnut", "rule": "",
+def _survey_b_table2_rows() -> pd.DataFrame:
+    """Survey B Table 2 as stated numbers, in its setting (real walnut data, 501², 10 000 iterations, GPU; §6.1–6.3)."""
+    table = pd.read_csv(PAPER_TABLES["B-T2"])
+    rows = [{"experiment": "B-T2", "quantity": quantity, "method": r["method"], "task": "walnut", "rule": "",
              "paper_value": r[column], "unit": unit, "paper_size": 501, "paper_steps": 10000, "paper_data": "real",
              "paper_device": "gpu", "where": "Survey B, Table 2", "note": ""}
             for _, r in table.iterrows() if r["method"] != "tv_baseline"
