@@ -9,6 +9,7 @@ from benchmark.store import RunStore
 from reports import compute, theory  # noqa: F401  (they register their report sections)
 from reports.claims import judge, paper_summary, write_claims
 from reports.collect import add_labels, load_runs
+from reports.experiments import write_experiment_pages
 from reports.html import write_html
 from reports.leaderboard import write_leaderboard
 from reports.sections import PAPER_TABLES, SuitePage, render_sections
@@ -30,7 +31,7 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
     reported = runs[runs["suite"].isin(suites)] if suites else runs
     claims = judge(reported, paper_summary(pd.read_csv(PAPER_TABLES["B-T2"])))
     written.append(write_claims(reported, out, PAPER_TABLES["B-T2"]))
-    pages = []  # for index.html
+    pages, suite_pages = [], []  # for index.html; for the experiment pages
     store = RunStore(results)
     for suite, suite_runs in runs.groupby("suite"):
         if suites and suite not in suites:
@@ -49,9 +50,11 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         (page.folder / "table.tex").write_text(latex.to_latex(index=False, escape=True,
                                                               caption=f"Suite {suite}: {page.provenance}."))
         written += [page.folder / "table.md", page.folder / "table.tex", *page.figures]
+        suite_pages.append(page)
         pages.append({"name": suite, "runs": page.runs, "summary": table, "figures": page.figures,
                       "provenance": page.provenance, "experiments": ", ".join(sorted(page.experiments)),
                       "description": page.info.get("description") or "", "tables": page.tables})
-    written.append(write_html(out, results, pages, claims))
+    experiments = write_experiment_pages(suite_pages, out)  # reports/experiments.py: one page per experiment id
+    written += [*experiments, write_html(out, results, pages, claims, experiments)]
     return written
 

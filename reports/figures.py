@@ -106,6 +106,8 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path, log_x: bool = False) 
                 ax.axhline(r["final_psnr"], ls="--", lw=0.8, color="grey")
                 ax.annotate(r["method_label"], (ax.get_xlim()[0], r["final_psnr"]), fontsize=6, color="grey", va="bottom")
                 continue
+            if r["method_label"] not in palette:  # no readable trace: no curve to mark
+                continue
             for mark, (step_key, psnr_key, marker) in marks(done).items():
                 if pd.notna(r.get(step_key)) and pd.notna(r.get(psnr_key)):
                     ax.scatter(r[step_key], r[psnr_key], marker=marker, s=28, color=palette[r["method_label"]],

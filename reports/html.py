@@ -1,6 +1,7 @@
-"""One self-contained page, ``reports/out/index.html``: the claims with their verdicts and
-evidence, one section per suite (its experiment ids, tables, figures, failed runs and
-per-run provenance), and the sensitivity curves. Plain HTML + CSS rendered with Jinja2; the
+"""One self-contained page, ``reports/out/index.html``: links to the experiment pages
+(reports/experiments.py), the claims with their verdicts and evidence, one section per suite
+(its experiment ids, tables, figures, failed runs and per-run provenance), and the
+sensitivity curves. Plain HTML + CSS rendered with Jinja2; the
 figures are the report's own PNGs beside it."""
 from __future__ import annotations
 
@@ -27,8 +28,14 @@ th { background: #f2f2f2; } img { max-width: 100%; border: 1px solid #eee; margi
 <h1>dipbench report</h1>
 <p class="note">Written {{ stamp }} from the run store {{ results }}; every number comes from stored runs.
 Simulated measurements on real images are labelled as such in each suite's data line.</p>
-<nav><a href="#claims">Claims</a>{% for s in suites %}<a href="#{{ s.name }}">{{ s.name }}</a>{% endfor %}
+<nav><a href="#experiments">Experiments</a><a href="#claims">Claims</a>
+{% for s in suites %}<a href="#{{ s.name }}">{{ s.name }}</a>{% endfor %}
 <a href="#sensitivity">Sensitivity</a></nav>
+<h2 id="experiments">Experiments</h2>
+<p class="note">One page per experiment id: its suites' tables and figures, the stopping-rule leaderboard of its runs,
+and every number the papers state about it next to ours.</p>
+<ul>{% for e in experiments %}<li><a href="{{ e.href }}">{{ e.name }}</a>: {{ e.suites }}</li>
+{% else %}<li class="not">no evidence suite reported</li>{% endfor %}</ul>
 <h2 id="claims">The surveys' claims</h2>
 <table><tr><th>#</th><th>claim</th><th>threshold</th><th>verdict</th><th>ours</th><th>paper (B-T2)</th></tr>
 {% for v in claims %}<tr><td>{{ v.number }}</td><td>{{ v.sentence }} <span class="note">({{ v.source }})</span></td>
@@ -56,9 +63,10 @@ PROVENANCE = {"run_id": "run", "method.name": "method", "status": "status", "cod
               "placement.executor": "executor", "wall_time_s": "wall time [s]"}
 
 
-def write_html(out: Path, results: Path, suites: list[dict], claims: list[Verdict]) -> Path:
+def write_html(out: Path, results: Path, suites: list[dict], claims: list[Verdict],
+               experiment_pages: list[Path] = ()) -> Path:
     """``suites``: per suite ``name``, ``runs`` (its frame), ``summary`` (Table 2 layout) and the
-    figure paths the report wrote for it."""
+    figure paths the report wrote for it; ``experiment_pages``: the experiment pages, linked."""
     rendered = []
     for s in suites:
         runs: pd.DataFrame = s["runs"]
@@ -76,8 +84,12 @@ def write_html(out: Path, results: Path, suites: list[dict], claims: list[Verdic
             "failed": failed[[c for c in ("run_id", "method.name", "error") if c in failed]].to_html(index=False, border=0)
             if len(failed) else "",
             "provenance_table": prov.to_html(index=False, border=0, float_format=lambda v: f"{v:.0f}")})
+    experiments = [{"name": p.stem, "href": str(Path(p).relative_to(out)),
+                    "suites": ", ".join(s["name"] for s in suites if p.stem in s.get("experiments", "").split(", "))}
+                   for p in experiment_pages]
     sensitivity = sorted(str(p.relative_to(out)) for p in (out / "sensitivity").glob("*.png"))
     path = out / "index.html"
     path.write_text(TEMPLATE.render(stamp=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), results=results,
-                                    suites=rendered, claims=claims, sensitivity=sensitivity))
+                                    suites=rendered, claims=claims, sensitivity=sensitivity,
+                                    experiments=experiments))
     return path
