@@ -222,7 +222,8 @@ def reconstruction_panel(runs: pd.DataFrame, title: str, out: Path) -> Path | No
     if done.empty or not (done["kind"] == MethodKind.DIP).any():
         return None
     # DIP methods, then the baselines (their one image in the "final" column)
-    done = done.assign(_baseline=done["kind"] == MethodKind.BASELINE).sort_values(["_baseline", "method_label", "setting", "image", "run.seed"], kind="stable")
+    done = done.assign(_baseline=done["kind"] == MethodKind.BASELINE).sort_values(
+        ["_baseline", "method_label", "setting", "image", "run.seed"], kind="stable")
     first = done.groupby(["setting", "image", "method_label"], sort=False).head(1)
     rule = primary_rule(done)
     with_gt = has_ground_truth(first)

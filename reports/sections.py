@@ -169,9 +169,19 @@ def _failed(page: SuitePage) -> None:
         page.md += ["", "Stopping-rule leaderboard (every reported suite): [../leaderboard.md](../leaderboard.md)."]
 
 
+# suites whose per-run figures nobody reads: a calibration grid (its trials are drawn as sensitivity curves,
+# reports/sensitivity.py) and the CI regression (every method × tiny task; the golden file is its record). Drawing
+# them was 2/3 of `make report`'s time with ci_small and the CT calibration in the store.
+NO_FIGURES = {"calibration", "regression"}
+
+
 @register_section("figures", "PSNR (linear and log x), mean ± sd, residual and loss curves, reconstructions")
 def _figures(page: SuitePage) -> None:
     runs, title, folder = page.runs, page.title, page.folder
+    if page.experiments & NO_FIGURES:
+        page.md += ["", f"No per-run figures for a {'/'.join(sorted(page.experiments & NO_FIGURES))} suite "
+                        "(calibration trials: ../sensitivity.md)."]
+        return
     page.figures += [fig for fig in (
         psnr_curves(runs, title, folder / "psnr_vs_iteration.png"),
         psnr_curves(runs, title, folder / "psnr_vs_iteration_logx.png", log_x=True),
