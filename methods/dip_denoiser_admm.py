@@ -23,7 +23,7 @@ class DIPDenoiserADMMConfig(DenoiserSplittingConfig):
     # 27.6 / 21.7): β = 0.15: 28.0 / 21.9, 0.5: 28.0 / 23.2, 1.5: 28.5 / 24.9, 5: 28.4 / 28.2 (peak at 1497)
     # (measured as 2β with the coupling written ½β; docs/conventions.md §13).
     # ADMM coupling penalty β of Alg. 6 line 5, on a per-pixel mean; measured
-    beta: Annotated[NonNegativeFloat, Tunable(0.05, 50.0)] = 5.0
+    beta: Annotated[NonNegativeFloat, Tunable(0.05, 5000.0)] = 5.0
     sigma: PositiveFloat = 0.01  # σ of the denoiser D_σ (handbook --denoise_strength 0.01)
 
 

@@ -23,7 +23,7 @@ class DIPREDAPGConfig(DenoiserSplittingConfig):
     # σ = 25/255, TV denoiser, 1500 steps, lr 0.01, 4-scale 32-channel U-Net, no EMA; peak / final dB (vanilla DIP
     # 27.6 / 21.7): λ = 0.25: 27.4 / 22.1, 1: 28.1 / 23.9, 2.5: 26.6 / 25.8, 10: diverges (x chases u)
     # (measured as 2λ with the coupling written ½λL; docs/conventions.md §13).
-    lam: Annotated[NonNegativeFloat, Tunable(0.05, 20.0)] = 1.0  # λ of Alg. 5 line 5, on a per-pixel mean; measured, see above
+    lam: Annotated[NonNegativeFloat, Tunable(9.21e-4, 20.0)] = 1.0  # λ of Alg. 5 line 5, on a per-pixel mean; measured, see above
     mixing: Annotated[float, Range(ge=1)] = 1.2  # L of Alg. 5 (L > 1; 1 = u ← D_σ(v)); handbook --mixing_weight 1.2,
     # which the handbook parses but never passes (it runs with L = 1, where its u = D/L − (1 − 1/L)v, a sign
     # away from line 10, does not matter); used here, with line 10 as printed

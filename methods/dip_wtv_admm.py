@@ -18,7 +18,7 @@ class DIPWTVADMMConfig(NormalisedDIPConfig):
     # γ of eqs (27)-(30), written γ·mean‖·‖² next to our un-halved ℓ (docs/conventions.md §13): the ADMM-DIPTV
     # notebook's (beta_t/2)·MSE next to an un-halved MSE with beta_t = 10 (also the handbook's admm_wtv.py
     # admm_weight) is γ = beta_t/2 = 5
-    admm_weight: Annotated[PositiveFloat, Tunable(0.05, 50.0)] = 5.0
+    admm_weight: Annotated[PositiveFloat, Tunable(5e-4, 50.0)] = 5.0
     # adaptive: α_i = s·ℓ(A f_θ(z), y) / ‖(D f_θ(z))_i‖ re-evaluated at every update (Survey B §4.2; s below);
     # fixed: α_i = tv_weight (plain TV)
     weights: Literal["adaptive", "fixed"] = "adaptive"
