@@ -31,7 +31,7 @@ from benchmark.executors.worker import ClaimProgress, needs_run, run_one
 from benchmark.locks import Claim, try_claim
 from benchmark.precision import resolve_precision
 from benchmark.quiet import quiet_lightning
-from benchmark.runner import build_module, build_task, execute, metric_callbacks
+from benchmark.runner import build_module, build_task, execute, metric_callbacks, run_device
 from benchmark.store import LostClaim, RunStore
 from core.results import MethodKind, Outcome, RunState
 from methods.batched import BatchedStep, unbatchable_reason
@@ -89,10 +89,8 @@ class _Member:
 
 
 def _device(accelerator: str) -> torch.device:
-    """Where the solo run would run (Lightning's ``auto``: CUDA when present)."""
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+    """Where the solo run would run (benchmark.runner.run_device)."""
+    return torch.device(run_device(accelerator))
 
 
 def _hook(callbacks, name: str, module) -> None:

@@ -115,19 +115,25 @@ def _run_baseline(spec, run: RunConfig, task, extra_callbacks=()):
 RUNNERS = {MethodKind.DIP: _fit_dip, MethodKind.BASELINE: _run_baseline}  # by the method class's kind
 
 
+def run_device(accelerator: str) -> str:
+    """Where a run runs: Lightning's ``auto`` (and ``gpu``/``cuda``) is CUDA when present, else the CPU."""
+    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+
+
 def execute(run: RunConfig, suite: str, store: RunStore, extra_callbacks=(), claim=None, placement=None,
             fit=None) -> dict:
     """Run one config and store it; a failure (exception, out of memory, divergence) is stored
     as status "failed" with its reason and traceback (never raised), so one bad run cannot stop
     a grid. Only an interruption (KeyboardInterrupt, SIGTERM: a BaseException) or a store that
     cannot be written propagates. ``claim`` (benchmark/locks.py) is checked before the write;
-    ``placement`` (executor, …) is stored with the host, pid and ``CUDA_VISIBLE_DEVICES``.
+    ``placement`` (executor, …) is stored with the host, pid, device and ``CUDA_VISIBLE_DEVICES``.
     ``fit(spec, run, task, extra_callbacks) -> (metrics, images, trace)`` replaces the method
     kind's runner (benchmark/batched.py hands over a run it optimised in a batch)."""
     spec = METHODS[run.method]
     start, started_at = time.perf_counter(), time.time()
     provenance = run_provenance(spec.source_file)
     where = {"started_at": started_at, "placement": {"host": socket.gethostname(), "pid": os.getpid(),
+                                                     "device": run_device(run.run.accelerator),
                                                      "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                                                      **(placement or {})}}
     level = interrupts.depth()

@@ -189,7 +189,7 @@ def _values(runs: pd.DataFrame, key: str) -> list:
 def setting_label(runs: pd.DataFrame, row) -> str:
     """Where the suite's runs differ from the paper's setting (empty: no difference we can tell):
     simulated vs real measurements (the data's provenance), image size, iterations (DIP runs), CPU vs
-    GPU (only where the run config says ``cpu``: a run on ``auto`` does not record its device)."""
+    GPU (the device the run recorded, ``placement.device``; older runs: only where the config says ``cpu``)."""
     parts = []
     provenance = " ".join(runs["provenance"].dropna().astype(str)).lower() if "provenance" in runs else ""
     if row["paper_data"] == "real" and "simulated" in provenance:
@@ -202,7 +202,8 @@ def setting_label(runs: pd.DataFrame, row) -> str:
     if steps and pd.notna(row["paper_steps"]) and steps != [int(row["paper_steps"])]:
         parts.append(f"{'/'.join(map(str, steps))} iterations vs {int(row['paper_steps']):,}".replace(",", " "))
     devices = {*runs.get("run.accelerator", pd.Series(dtype=str)).dropna(),
-               *runs.get("precision.device", pd.Series(dtype=str)).dropna()}
+               *runs.get("precision.device", pd.Series(dtype=str)).dropna(),
+               *runs.get("placement.device", pd.Series(dtype=str)).dropna()}  # benchmark.runner.run_device
     if row["paper_device"] == "gpu" and "cpu" in devices:
         parts.append("CPU twin")
     return "; ".join(parts)

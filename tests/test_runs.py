@@ -3,6 +3,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from benchmark.cli import main
 from benchmark.config import resolve
@@ -30,6 +31,7 @@ def test_tiny_run_loss_decreases_and_peak_beats_the_noisy_input(tmp_path):
     assert trace["loss"].iloc[-5:].mean() < 0.5 * trace["loss"].iloc[:3].mean()
     assert metrics["peak_psnr"] > metrics["degraded_psnr"] + 3
     assert 1 <= metrics["peak_step"] <= 150 and metrics["final_step"] == 150
+    assert metrics["placement"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # the run's device
     assert {"step", "stage", "loss", "psnr", "ssim", "psnr_ema", "es.running_variance.g"} <= set(trace.columns)
     run_dir = next(tmp_path.glob("t/*"))
     assert ({"config.json", "metrics.json", "trace.parquet", "images.npz", "gt.png", "peak.png"}
