@@ -21,6 +21,11 @@ from reports.collect import load_trace  # noqa: E402
 from reports.tables import has_ground_truth, primary_rule  # noqa: E402
 
 
+def panel_name(setting: str, image) -> str:
+    """A figure panel's title: the setting and the image (a task with one unnamed image: the setting)."""
+    return setting if image in (None, "", "–") or pd.isna(image) else f"{setting} | {image}"
+
+
 def save_figure(fig, title: str, out: Path, y: float | None = None) -> Path:
     """Title, write (PNG, 130 dpi) and close a figure; returns its path. A long title ``"suite:
     provenance"`` is split: the suite name on top, the provenance wrapped as a caption below the
@@ -85,7 +90,7 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path, log_x: bool = False) 
             part = t[["step", column]].dropna().rename(columns={column: "psnr"})
             traces.append(part.assign(method=r["method_label"], run=f"{r['run_id']}/{column}", seed=r["run.seed"],
                                       iterate="x" if column == "psnr" else column.removeprefix("psnr_"),
-                                      panel=f"{r['setting']} | {r['image']}"))
+                                      panel=panel_name(r["setting"], r["image"])))
     if not traces:
         return None
     data = pd.concat(traces, ignore_index=True)
@@ -99,7 +104,7 @@ def psnr_curves(runs: pd.DataFrame, title: str, out: Path, log_x: bool = False) 
     for panel, ax in zip(panels, grid.axes.flat):
         if log_x:
             ax.set_xscale("log")
-        in_panel = done.assign(panel=done["setting"] + " | " + done["image"].astype(str))
+        in_panel = done.assign(panel=[panel_name(s, i) for s, i in zip(done["setting"], done["image"])])
         in_panel = in_panel[in_panel["panel"] == panel]
         for _, r in in_panel.iterrows():
             if r["kind"] == MethodKind.BASELINE:
@@ -167,7 +172,7 @@ def residual_curves(runs: pd.DataFrame, title: str, out: Path, column: str = key
             continue  # runs stored before the residual was traced
         t = t[t["step"] >= 1] if "step" in t else t
         traces.append(t[["step", column]].dropna().assign(
-            method=r["method_label"], run=r["run_id"], panel=f"{r['setting']} | {r['image']}"))
+            method=r["method_label"], run=r["run_id"], panel=panel_name(r["setting"], r["image"])))
     if not traces:
         return None
     data = pd.concat(traces, ignore_index=True)
@@ -180,7 +185,7 @@ def residual_curves(runs: pd.DataFrame, title: str, out: Path, column: str = key
     rule = primary_rule(done)
     points = {**({f"early stop ({rule})": (keys.es(rule, "step"), keys.es(rule, "data_residual"), "o")} if rule else {}),
               "final": (keys.FINAL_STEP, keys.FINAL_RESIDUAL, "s")} if column == keys.RESIDUAL else {}
-    in_panel = done.assign(panel=done["setting"] + " | " + done["image"].astype(str))
+    in_panel = done.assign(panel=[panel_name(s, i) for s, i in zip(done["setting"], done["image"])])
     for panel, ax in zip(panels, grid.axes.flat):
         for _, r in in_panel[in_panel["panel"] == panel].iterrows():
             if r["kind"] == MethodKind.BASELINE:
