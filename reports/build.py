@@ -1,6 +1,7 @@
 """Render every suite's report from the run store (``python -m benchmark report``)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +18,27 @@ from reports.sensitivity import write_sensitivity
 from reports.tables import oracle_comparison
 
 
+def current_runs(runs: pd.DataFrame, store: RunStore) -> pd.DataFrame:
+    """The runs of each suite's current definition (its suite.json, written by every `benchmark run`):
+    runs stored under a suite but no longer in it (a setting of the suite file changed since) are left
+    out of the report, each suite's count named on stderr; suites without a record keep every run."""
+    keep = pd.Series(True, index=runs.index)
+    for suite, rows in runs.groupby("suite"):
+        listed = store.suite_info(suite).get("runs")
+        if not listed:
+            continue
+        stale = ~rows["run_id"].isin(set(listed))
+        if stale.any():
+            keep[rows.index[stale]] = False
+            print(f"note: left out {int(stale.sum())} run(s) stored under suite {suite} that its current definition no "
+                  "longer has (a setting changed since they ran); they stay in the store", file=sys.stderr)
+    return runs[keep]
+
+
 def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> list[Path]:
     runs = load_runs(results)
+    if not runs.empty:
+        runs = current_runs(runs, RunStore(results))
     damaged = runs.attrs.get("damaged", [])  # (suite, path, problem): left out, named here and on stderr
     if runs.empty and damaged:
         raise SystemExit(f"no readable runs under {results}/: {len(damaged)} damaged run folder(s) (listed above); "

@@ -116,3 +116,19 @@ def test_paper_comparison_pairs_our_runs_with_survey_b_rows():
     assert table.loc["vanilla_dip", "peak_psnr_ours"] == 30.0 and table.loc["vanilla_dip", "peak_psnr_diff"] == 2.0
     assert table.loc["vanilla_dip", "peak_iter_ours"] == 600
     assert table.loc["tv_baseline", "final_psnr_ours"] == 25.0
+
+
+def test_the_report_leaves_out_runs_the_suites_current_definition_no_longer_has(tmp_path, capsys):
+    from reports.build import build_reports
+
+    store = RunStore(tmp_path / "results")
+    runs = [resolve({**TINY, "run": {**TINY["run"], "max_steps": 5, "seed": seed}}) for seed in (0, 1)]
+    for run in runs:
+        execute(run, "s", store)
+    store.write_suite_info("s", {"name": "s", "runs": {runs[0].run_id: 5}})  # the suite changed: seed 1 is gone
+    build_reports(tmp_path / "results", tmp_path / "out")
+    table = (tmp_path / "out" / "s" / "table.md").read_text()
+    per_run = table.split("## Per run")[1].split("Stopping-rule")[0]
+    seeds = [line.split("|")[4].strip() for line in per_run.splitlines() if line.startswith("| denoising")]
+    assert seeds == ["0"]  # seed 1's run is left out
+    assert "left out 1 run(s) stored under suite s" in capsys.readouterr().err
