@@ -8,7 +8,10 @@ experiment's figures). A section that has nothing to say for a suite adds nothin
 """
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,10 +185,20 @@ def _figures(page: SuitePage) -> None:
         page.md += ["", f"No per-run figures for a {'/'.join(sorted(page.experiments & NO_FIGURES))} suite "
                         "(calibration trials: ../sensitivity.md)."]
         return
-    page.figures += [fig for fig in (
-        psnr_curves(runs, title, folder / "psnr_vs_iteration.png"),
-        psnr_curves(runs, title, folder / "psnr_vs_iteration_logx.png", log_x=True),
-        mean_psnr_curves(runs, title, folder / "mean_psnr_vs_iteration.png"),
-        residual_curves(runs, title, folder / "residual_vs_iteration.png"),
-        loss_curves(runs, title, folder / "loss_vs_iteration.png"),
-        reconstruction_panel(runs, title, folder / "reconstructions.png")) if fig]
+    jobs = [(psnr_curves, folder / "psnr_vs_iteration.png", {}),
+            (psnr_curves, folder / "psnr_vs_iteration_logx.png", {"log_x": True}),
+            (mean_psnr_curves, folder / "mean_psnr_vs_iteration.png", {}),
+            (residual_curves, folder / "residual_vs_iteration.png", {}),
+            (loss_curves, folder / "loss_vs_iteration.png", {}),
+            (reconstruction_panel, folder / "reconstructions.png", {})]
+    page.figures += [fig for fig in draw_all([(fn, (runs, title, out), kw) for fn, out, kw in jobs]) if fig]
+
+
+def draw_all(jobs: list) -> list:
+    """``fn(*args, **kwargs)`` of every job, in order: the figures are independent pure functions of the stored
+    runs, drawn by two forked processes where the machine has two cores (matplotlib is single-threaded; drawing
+    was most of `make report`'s time), else one after another."""
+    if len(jobs) < 2 or (os.cpu_count() or 1) < 2 or "fork" not in mp.get_all_start_methods():
+        return [fn(*args, **kwargs) for fn, args, kwargs in jobs]
+    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("fork")) as pool:
+        return [f.result() for f in [pool.submit(fn, *args, **kwargs) for fn, args, kwargs in jobs]]
