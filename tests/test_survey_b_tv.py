@@ -165,7 +165,8 @@ def test_admm_dual_update_adds_exactly_the_primal_residual_every_kth_iteration(w
         w_before, it = seen[-1], module.iteration
         if it > 1 and (it - 1) % every == 0:  # λ_k/γ = λ_{k−1}/γ + (D x − v_k), eq (30) in scaled form
             assert torch.equal(module.w, w_before + (nabla(outputs["x"]) - module.v))
-            assert outputs["scalars"]["dual_norm"] == pytest.approx(10 * float(module.w.pow(2).sum(-1).mean().sqrt()))
+            two_gamma = 2 * module.cfg.admm_weight  # 2γ: the run's γ (the natural preset's, not the default 5)
+            assert outputs["scalars"]["dual_norm"] == pytest.approx(two_gamma * float(module.w.pow(2).sum(-1).mean().sqrt()))
         else:
             assert torch.equal(module.w, w_before)
 
@@ -181,7 +182,8 @@ def test_admm_u_update_is_the_weighted_group_shrinkage_of_the_gradient_plus_dual
             q = dx + w_before
             alpha = 0.5 * module.data_fidelity(module.physics.A(outputs["x"]), module.problem.y) / dx.norm(dim=-1, keepdim=True)
             norm = q.norm(dim=-1, keepdim=True)
-            assert torch.allclose(module.v, q * (1 - alpha / 10 / norm).clamp_min(0), atol=1e-6)
+            two_gamma = 2 * module.cfg.admm_weight  # prox of (α/2γ)‖·‖₂,₁ with the run's γ
+            assert torch.allclose(module.v, q * (1 - alpha / two_gamma / norm).clamp_min(0), atol=1e-6)
 
     fit(tmp_path, config("dip_wtv_admm", 4), Recorder(check))
 
