@@ -88,11 +88,6 @@ class _Member:
     error: BaseException | None = None
 
 
-def _device(accelerator: str) -> torch.device:
-    """Where the solo run would run (benchmark.runner.run_device)."""
-    return torch.device(run_device(accelerator))
-
-
 def _hook(callbacks, name: str, module) -> None:
     for cb in callbacks:
         getattr(cb, name)(None, module)
@@ -107,7 +102,7 @@ def fit_batch(runs: list[RunConfig], extra_callbacks: list[list]) -> list:
     reason = unbatchable_reason(spec.cls, runs[0].method_cfg, precision)
     if reason:
         raise Unbatchable(reason)
-    device = _device(runs[0].run.accelerator)
+    device = torch.device(run_device(runs[0].run.accelerator))  # where the solo runs would run
     members = []
     for run, extras in zip(runs, extra_callbacks):
         L.seed_everything(run.run.seed, workers=False, verbose=False)  # as the solo run (benchmark/runner.py)
