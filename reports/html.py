@@ -37,11 +37,15 @@ and every number the papers state about it next to ours.</p>
 <ul>{% for e in experiments %}<li><a href="{{ e.href }}">{{ e.name }}</a>: {{ e.suites }}</li>
 {% else %}<li class="not">no evidence suite reported</li>{% endfor %}</ul>
 <h2 id="claims">The surveys' claims</h2>
-<table><tr><th>#</th><th>claim</th><th>threshold</th><th>verdict</th><th>ours</th><th>paper (B-T2)</th></tr>
+<table><tr><th>#</th><th>claim</th><th>threshold</th><th>verdict</th><th>ours</th><th>oracle setting</th>
+<th>paper (B-T2)</th></tr>
 {% for v in claims %}<tr><td>{{ v.number }}</td><td>{{ v.sentence }} <span class="note">({{ v.source }})</span></td>
 <td>{{ v.threshold }}</td><td class="{{ v.verdict.split()[0] }}">{{ v.verdict }}</td>
 <td>{% for s, q, h in v.evidence %}<a href="#{{ s }}">{{ s }}</a>: {{ q }} → <span class="{{ h }}">{{ h }}</span><br>{% else %}
-<span class="not">run {{ v.missing }}</span>{% endfor %}</td><td>{{ v.paper or "—" }}</td></tr>
+<span class="not">run {{ v.missing }}</span>{% endfor %}</td>
+<td>{% for s, q, h in v.oracle %}<a href="#{{ s }}">{{ s }}</a>: {{ q }} → <span class="{{ h }}">{{ h }}</span><br>
+{% else %}—{% endfor %}</td>
+<td>{{ v.paper or "—" }}</td></tr>
 {% endfor %}</table>
 {% for s in suites %}
 <h2 id="{{ s.name }}">Suite {{ s.name }}{% if s.experiments %} ({{ s.experiments }}){% endif %}</h2>

@@ -175,14 +175,11 @@ def code_versions(runs: pd.DataFrame) -> pd.DataFrame:
     return versions if (by_method > 1).any() or commits > 1 else pd.DataFrame()
 
 
-def oracle_comparison(runs: pd.DataFrame, oracle_ids: set[str]) -> pd.DataFrame:
-    """Per DIP method with oracle-tuning trials (suite key ``oracle:``): the peak PSNR of its
-    transferred setting (preset or default) beside the best setting found by sweeping its
-    tunables on the evaluated measurements themselves (the surveys' protocol), mean over
-    images and seeds, and how much of it the transferred setting keeps."""
-    done = scored(runs[runs["status"] == RunState.FINISHED])
+def _oracle_sweeps(done: pd.DataFrame, oracle_ids: set[str]):
+    """Per DIP method with oracle-tuning trials among the finished runs ``done``: its runs at the
+    transferred setting, the settings' columns that the trials vary, every candidate run
+    (transferred + trials) and their mean peak PSNR per setting."""
     trials = done[done["run_id"].isin(oracle_ids)]
-    rows = []
     for method, method_trials in trials.groupby("method.name"):
         mine = done[(done["method.name"] == method) & ~done["run_id"].isin(oracle_ids)]
         tunable_cols = [c for c in method_trials.columns if c.startswith("method.") and not c.startswith("method.preset.")
@@ -190,7 +187,17 @@ def oracle_comparison(runs: pd.DataFrame, oracle_ids: set[str]) -> pd.DataFrame:
         if not len(mine) or not tunable_cols:
             continue
         candidates = pd.concat([mine, method_trials])
-        by_value = candidates.groupby(tunable_cols, dropna=False)[keys.PEAK_PSNR].mean()
+        yield method, mine, tunable_cols, candidates, candidates.groupby(tunable_cols, dropna=False)[keys.PEAK_PSNR].mean()
+
+
+def oracle_comparison(runs: pd.DataFrame, oracle_ids: set[str]) -> pd.DataFrame:
+    """Per DIP method with oracle-tuning trials (suite key ``oracle:``): the peak PSNR of its
+    transferred setting (preset or default) beside the best setting found by sweeping its
+    tunables on the evaluated measurements themselves (the surveys' protocol), mean over
+    images and seeds, and how much of it the transferred setting keeps."""
+    rows = []
+    for method, mine, tunable_cols, _, by_value in _oracle_sweeps(scored(runs[runs["status"] == RunState.FINISHED]),
+                                                                  oracle_ids):
         best_value, best = by_value.idxmax(), by_value.max()
         best_value = best_value if isinstance(best_value, tuple) else (best_value,)
         ours = mine[keys.PEAK_PSNR].mean()
@@ -204,3 +211,19 @@ def oracle_comparison(runs: pd.DataFrame, oracle_ids: set[str]) -> pd.DataFrame:
                      "oracle − transferred [dB]": f"{best - ours:.2f}",
                      "settings tried": int(by_value.size)})
     return pd.DataFrame(rows)
+
+
+def oracle_runs(runs: pd.DataFrame, oracle_ids: set[str]) -> pd.DataFrame:
+    """The suite as the surveys' tuning would have run it: for every method with oracle trials,
+    the runs of its best setting by mean peak PSNR (transferred or a trial); every other run as
+    it is. Empty when the suite has no oracle trials."""
+    if not oracle_ids or not runs["run_id"].isin(oracle_ids).any():
+        return runs.iloc[0:0]
+    keep = runs[~runs["run_id"].isin(oracle_ids)]
+    for method, _, tunable_cols, candidates, by_value in _oracle_sweeps(scored(runs[runs["status"] == RunState.FINISHED]),
+                                                                        oracle_ids):
+        best = by_value.idxmax()
+        best = best if isinstance(best, tuple) else (best,)
+        chosen = candidates[(candidates[tunable_cols].astype(str) == [str(v) for v in best]).all(axis=1)]
+        keep = pd.concat([keep[keep["method.name"] != method], chosen])
+    return keep

@@ -205,6 +205,8 @@ def test_a_suite_with_oracle_reports_the_transferred_setting_beside_the_best_in_
     assert "| dip_tv_joint" in section and "tv_weight=0.05" in section and "settings tried" in section
     main_table = text.split("## Per run")[1].split("##")[0]
     assert main_table.count("dip_tv_joint") == 1  # the oracle trials are not rows of the suite's tables
+    claims = (out / "claims.md").read_text()
+    assert "| oracle setting (suite: measured) |" in claims  # the claims are also judged at the oracle setting
 
 
 def test_a_choice_at_the_edge_of_the_range_says_so(tmp_path, capsys):

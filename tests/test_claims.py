@@ -49,6 +49,22 @@ def test_verdicts_hold_fail_mix_and_calibration_suites_do_not_count():
     assert verdicts[4].verdict == NOT_MEASURED and verdicts[4].missing
 
 
+def test_oracle_trials_stay_out_of_the_verdict_and_are_judged_apart_at_the_best_swept_setting(tmp_path):
+    def tv(run_id, weight, peak, final):
+        return {**run("s1", "dip_tv_joint", peak, final), "run_id": run_id, "method.name": "dip_tv_joint",
+                "method.tv_weight": weight}
+
+    vanilla = {**run("s1", "vanilla_dip", 25, 18, es=24.5), "run_id": "v", "method.name": "vanilla_dip"}
+    runs = pd.DataFrame([vanilla, tv("preset", 1.0, 25.2, 19.0),  # transferred: keeps no final (claim 2 fails)
+                         tv("t1", 0.1, 25.4, 24.9), tv("t2", 10.0, 21.0, 20.9)])  # swept on the reported case
+    verdicts = by_number(judge(runs, oracle_ids={"t1", "t2"}))
+    assert verdicts[2].verdict == FAILS and "final 19.00" in verdicts[2].evidence[0][1]  # the trials are not averaged in
+    assert verdicts[2].oracle == [("s1", verdicts[2].oracle[0][1], HOLDS)] and "final 24.90" in verdicts[2].oracle[0][1]
+    assert [v.oracle for v in judge(runs.iloc[:2])] == [[]] * 13  # no trials, no oracle column entries
+    text = write_claims(runs, tmp_path, PAPER, {"t1", "t2"}).read_text()
+    assert "| **fails** | `s1`: peak 25.20" in text and "final 24.90 vs 18.00 dB (TV vs vanilla) → holds |" in text
+
+
 def test_peak_iterations_across_images_judge_claim_8():
     runs = pd.DataFrame([run("f3", "vanilla_dip", 25, 20, peak_step=s, image=i, experiment="A-F3")
                          for i, s in zip("abcd", (120, 300, 180, 400))])
