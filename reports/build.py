@@ -15,7 +15,7 @@ from reports.html import write_html
 from reports.leaderboard import write_leaderboard
 from reports.sections import PAPER_TABLES, SuitePage, render_sections
 from reports.sensitivity import write_sensitivity
-from reports.tables import oracle_comparison
+from reports.tables import oracle_comparison, oracle_runs
 
 
 def current_runs(runs: pd.DataFrame, store: RunStore) -> pd.DataFrame:
@@ -63,7 +63,8 @@ def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> 
         page = SuitePage(
             suite=suite, runs=add_labels(suite_runs[~suite_runs["run_id"].isin(oracle_ids)]),  # trials: own section
             folder=out / suite, info=store.suite_info(suite), oracle=oracle_comparison(suite_runs, oracle_ids),
-            oracle_ids=oracle_ids, damaged=[(path, problem) for s, path, problem in damaged if s == suite],
+            oracle_ids=oracle_ids, oracle_runs=add_labels(oracle_runs(suite_runs, oracle_ids)),
+            damaged=[(path, problem) for s, path, problem in damaged if s == suite],
             leaderboard=bool(board))
         page.folder.mkdir(parents=True, exist_ok=True)
         render_sections(page)  # reports/sections.py: every registered section, in order

@@ -230,28 +230,32 @@ def paper_vs_ours(page: ExperimentPage) -> pd.DataFrame:
     """One row per (stated number, reported suite that measures it): quantity, method, task, paper,
     ours, ours − paper, our setting where it differs, where the paper says it; a stated number no
     suite measures gets one row whose 'ours' says which suite to run."""
+    def measure(runs: pd.DataFrame, row):
+        runs = scored(runs[(runs["status"] == RunState.FINISHED) & (runs["dataset.name"] == row["task"])])
+        return (QUANTITIES[row["quantity"]].target(runs, row) if len(runs) else None), runs
+
     rows = []
     for _, row in page.stated.iterrows():
         found = []
         for suite in page.suites:
-            runs = suite.runs
-            runs = scored(runs[(runs["status"] == RunState.FINISHED) & (runs["dataset.name"] == row["task"])])
-            ours = QUANTITIES[row["quantity"]].target(runs, row) if len(runs) else None
+            ours, runs = measure(suite.runs, row)
             if ours is not None:
-                found.append((suite.suite, ours, setting_label(runs[runs["paper_method"] == row["method"]], row)))
+                oracle = measure(suite.oracle_runs, row)[0] if len(suite.oracle_runs) else None
+                found.append((suite.suite, ours, oracle, setting_label(runs[runs["paper_method"] == row["method"]], row)))
         if not found:
             where = suites_to_run(page.experiment, row["task"])
             found = [("—", f"{NOT_MEASURED}: run suite {' or '.join(where)}" if where
-                      else f"{NOT_MEASURED}: no suite declares {page.experiment} on {row['task']}", "—")]
-        for suite, ours, label in found:
+                      else f"{NOT_MEASURED}: no suite declares {page.experiment} on {row['task']}", None, "—")]
+        for suite, ours, oracle, label in found:
             measured = not isinstance(ours, str)
             rows.append({"quantity": row["quantity"] + (f" [{row['rule']}]" if row["rule"] else ""),
                          "method": row["method"], "task": row["task"], "unit": row["unit"],
                          "paper": row["paper_value"], "ours": ours,
-                         "difference": ours - row["paper_value"] if measured else None, "suite": suite,
-                         "setting": label or "as in the paper", "where": row["where"], "note": row["note"]})
-    return pd.DataFrame(rows, columns=["quantity", "method", "task", "unit", "paper", "ours", "difference", "suite",
-                                       "setting", "where", "note"])
+                         "difference": ours - row["paper_value"] if measured else None, "ours (oracle)": oracle,
+                         "suite": suite, "setting": label or "as in the paper", "where": row["where"], "note": row["note"]})
+    table = pd.DataFrame(rows, columns=["quantity", "method", "task", "unit", "paper", "ours", "difference",
+                                        "ours (oracle)", "suite", "setting", "where", "note"])
+    return table if table["ours (oracle)"].notna().any() else table.drop(columns="ours (oracle)")
 
 
 # -- the parts of a page, in page order -------------------------------------------------------------
@@ -294,7 +298,9 @@ def _paper_vs_ours(page: ExperimentPage) -> None:
     page.md += ["## Paper vs ours", "",
                 "Ours per suite (PSNR: mean over runs; iterations: median); difference = ours − paper. 'Setting' "
                 "says where our runs differ from the paper's (from their config and data provenance), so a "
-                "difference measures the setting as much as the code.", "",
+                "difference measures the setting as much as the code. Ours = each method at its transferred setting "
+                "(its family preset); 'ours (oracle)', where a suite also swept the tunables on this case (suite key "
+                "`oracle:`), = each method at its best swept setting, as the surveys tuned.", "",
                 _formatted(table).to_markdown(index=False, disable_numparse=True), ""]
 
 
@@ -302,7 +308,9 @@ def _formatted(table: pd.DataFrame) -> pd.DataFrame:
     """Numbers as text in their unit's precision (iterations whole, dB to 0.01, differences signed);
     "—" where there is none (a stated number nobody measured)."""
     table = table.copy()
-    for column, sign in (("paper", ""), ("ours", ""), ("difference", "+")):
+    for column, sign in (("paper", ""), ("ours", ""), ("difference", "+"), ("ours (oracle)", "")):
+        if column not in table:
+            continue
         table[column] = [v if isinstance(v, str) else "—" if pd.isna(v) else
                          format(v, f"{sign}.{0 if unit == 'iteration' else 2}f")
                          for v, unit in zip(table[column], table["unit"])]

@@ -46,6 +46,8 @@ class SuitePage:
     info: dict  # suite.json
     oracle: pd.DataFrame  # transferred vs oracle comparison (empty without oracle trials)
     oracle_ids: set = field(default_factory=set)
+    # the suite at each method's best swept setting (reports.tables.oracle_runs; empty without oracle trials)
+    oracle_runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     damaged: list = field(default_factory=list)  # (path, problem) of this suite's damaged folders
     leaderboard: bool = False
     md: list[str] = field(default_factory=list)

@@ -182,11 +182,11 @@ def _oracle_sweeps(done: pd.DataFrame, oracle_ids: set[str]):
     trials = done[done["run_id"].isin(oracle_ids)]
     for method, method_trials in trials.groupby("method.name"):
         mine = done[(done["method.name"] == method) & ~done["run_id"].isin(oracle_ids)]
-        tunable_cols = [c for c in method_trials.columns if c.startswith("method.") and not c.startswith("method.preset.")
-                        and method_trials[c].astype(str).nunique() > 1]
+        candidates = pd.concat([mine, method_trials])
+        tunable_cols = [c for c in candidates.columns if c.startswith("method.") and not c.startswith("method.preset.")
+                        and candidates[c].astype(str).nunique() > 1]  # what the trials change (one trial is enough)
         if not len(mine) or not tunable_cols:
             continue
-        candidates = pd.concat([mine, method_trials])
         yield method, mine, tunable_cols, candidates, candidates.groupby(tunable_cols, dropna=False)[keys.PEAK_PSNR].mean()
 
 
