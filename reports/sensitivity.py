@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 import methods.presets as presets  # noqa: E402
 from core.schema import tunables  # noqa: E402
+from datamodules.registry import FAMILIES  # noqa: E402
 from methods.registry import METHODS  # noqa: E402
 
 CURVES = {"peak_psnr": "peak (oracle)", "es_psnr": "early-stopped", "final_psnr": "final"}
@@ -61,7 +62,7 @@ def write_sensitivity(out: Path, root: Path | None = None) -> list[Path]:
                           "From the calibration trials of `python -m benchmark tune` (tables beside the presets in "
                           "`methods/presets/`). Calibration data are never the evaluated measurements.", ""]
     tunable_methods = sorted(n for n, spec in METHODS.items() if tunables(spec.config))
-    families = sorted({p.parent.name for p in root.glob("*/*.table.csv")} | {"ct", "natural"})
+    families = sorted({p.parent.name for p in root.glob("*/*.table.csv")} | set(FAMILIES))
     for family in families:
         lines += [f"## {family}", ""]
         missing = []
