@@ -36,16 +36,15 @@ def current_runs(runs: pd.DataFrame, store: RunStore) -> pd.DataFrame:
 
 
 def build_reports(results: Path, out: Path, suites: list[str] | None = None) -> list[Path]:
-    runs = load_runs(results)
+    runs, store = load_runs(results), RunStore(results)
     if not runs.empty:
-        runs = current_runs(runs, RunStore(results))
+        runs = current_runs(runs, store)
     damaged = runs.attrs.get("damaged", [])  # (suite, path, problem): left out, named here and on stderr
     if runs.empty and damaged:
         raise SystemExit(f"no readable runs under {results}/: {len(damaged)} damaged run folder(s) (listed above); "
                          "`python -m benchmark run SUITE` reruns them")
     if runs.empty:
         raise SystemExit(f"no stored runs under {results}/ — run `make benchmark` (or `python -m benchmark run default`) first")
-    store = RunStore(results)
     oracle_of = {suite: set(store.suite_info(suite).get("oracle_runs") or []) for suite in runs["suite"].unique()}
     all_oracle = set().union(*oracle_of.values())
     reported = runs[runs["suite"].isin(suites)] if suites else runs

@@ -295,18 +295,7 @@ def judge(runs: pd.DataFrame, paper: pd.DataFrame | None = None, oracle_ids: set
     verdicts = []
     for spec in sorted(CLAIMS.values(), key=lambda c: c.number):
         fn: Callable = spec.target
-
-        def measured(by_suite: dict) -> list[tuple[str, str, str]]:
-            found = []
-            for suite, summary in by_suite.items():
-                if suite in analyses and spec.number not in analyses[suite]:
-                    continue
-                result = fn(summary)  # noqa: B023 (called at once)
-                if result is not None:
-                    found.append((suite, result[1], HOLDS if result[0] else FAILS))
-            return found
-
-        evidence = measured(summaries)
+        evidence = _measured(spec, summaries, analyses)
         outcomes = {e[2] for e in evidence}
         verdict = NOT_MEASURED if not evidence else outcomes.pop() if len(outcomes) == 1 else MIXED
         paper_text = ""
@@ -317,8 +306,20 @@ def judge(runs: pd.DataFrame, paper: pd.DataFrame | None = None, oracle_ids: set
         missing = spec.missing or ("a suite with the methods it compares (e.g. survey_b_table2_quick)"
                                    if not evidence else "")
         verdicts.append(Verdict(spec.number, spec.description, spec.paper, spec.threshold, verdict, evidence,
-                                paper_text, missing, oracle=measured(oracle_summaries)))
+                                paper_text, missing, oracle=_measured(spec, oracle_summaries, analyses)))
     return verdicts
+
+
+def _measured(spec: ClaimSpec, summaries: dict, analyses: dict) -> list[tuple[str, str, str]]:
+    """(suite, quantity, holds/fails) of one claim over the suites' summaries that can judge it."""
+    found = []
+    for suite, summary in summaries.items():
+        if suite in analyses and spec.number not in analyses[suite]:
+            continue
+        result = spec.target(summary)
+        if result is not None:
+            found.append((suite, result[1], HOLDS if result[0] else FAILS))
+    return found
 
 
 def write_claims(runs: pd.DataFrame, out: Path, paper_table: Path | None = None,
