@@ -4,7 +4,8 @@ report, and write the family preset (methods/presets.py) with its provenance.
 
 Protocol per family (:data:`PROTOCOLS`): the calibration datasets, and the settings shared by
 every trial, which mirror the family's CPU evaluation twin (same network, optimiser,
-learning rate, size and noise level) so that a tuned weight means the same there. The
+learning rate, size and noise level) so that a tuned weight means the same there (a method
+with its own network, e.g. the Deep Random Projector, keeps its network and optimiser). The
 search is a grid over the tunables (``Tunable.grid``, log or linear; the product grid for
 two), every trial an ordinary run of the suite ``tune__<method>__<family>`` in the run
 store: resumable after a kill, on any executor. The choice follows a stated rule:
@@ -17,6 +18,7 @@ preset (``<method>.table.csv``) and the report draws it as sensitivity curves.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import sys
@@ -31,6 +33,7 @@ from benchmark.suites import Suite, expand
 from core import keys
 from core.results import RunState
 from core.schema import tunables
+from methods.networks import UNetConfig
 from methods.presets import PRESETS_DIR, PresetValue, preset_path, write_preset
 from methods.registry import METHODS
 
@@ -112,10 +115,16 @@ def tune_suite(method: str, family: str, points: int | None = None, overrides: d
     declared = {k: t for k, t in declared.items() if not only or k in only}
     protocol = PROTOCOLS[family]
     n = points or protocol.points
+    settings = dict(protocol.settings)
+    own = own_network(METHODS[method].config)
+    if own:  # its weights were tuned for its own network and optimiser: the house U-Net's would mean something else
+        settings = {k: v for k, v in settings.items() if k not in HOUSE_NETWORK_KEYS}
+    ranges = ", ".join(f"{k} [{t.low:g}, {t.high:g}] ({t.scale})" for k, t in declared.items())
     raw = {"name": suite_name(method, family), "experiment": "calibration",
-           "description": f"calibration of {method} for {family}: {protocol.description}; grid of {n} points per "
-                          f"tunable over {', '.join(f'{k} [{t.low:g}, {t.high:g}] ({t.scale})' for k, t in declared.items())}",
-           "methods": [method], "datasets": protocol.datasets, "seeds": [0], "set": dict(protocol.settings),
+           "description": f"calibration of {method} for {family}: {protocol.description}"
+                          f"{'; ' + method + ' keeps its own network and optimiser' if own else ''}; grid of {n} points "
+                          f"per tunable over {ranges}",
+           "methods": [method], "datasets": protocol.datasets, "seeds": [0], "set": settings,
            "grid": {f"method.{k}": t.grid(n) for k, t in declared.items()},
            "tune": {"method": method, "family": family, "tunables": list(declared)}}
     skipped: list = []
@@ -124,6 +133,19 @@ def tune_suite(method: str, family: str, points: int | None = None, overrides: d
         reason = skipped[0][2] if skipped else "no runs"
         raise ConfigError(f"{method} cannot be tuned for {family}: {reason}")
     return Suite(raw["name"], raw["description"], runs, raw, skipped)
+
+
+HOUSE_NETWORK_KEYS = ("method.net", "method.lr", "method.optimizer", "method.grad_clip")
+
+
+def own_network(config_cls) -> bool:
+    """Whether a method brings its own network (a default ``net`` other than the house U-Net, e.g.
+    the Deep Random Projector's frozen skip network): its calibration keeps that network and its
+    optimiser settings instead of the protocol's, as its evaluation runs do."""
+    net = {f.name: f for f in dataclasses.fields(config_cls)}.get("net")
+    if net is None or net.default_factory is dataclasses.MISSING:
+        return False
+    return not isinstance(net.default_factory(), UNetConfig)
 
 
 def suite_name(method: str, family: str) -> str:

@@ -163,6 +163,16 @@ def test_tune_refuses_a_method_without_tunables_and_an_unknown_family():
         tune_suite("dip_tv_joint", "xray")
 
 
+@pytest.mark.parametrize("family", sorted(PROTOCOLS))
+def test_a_method_with_its_own_network_is_calibrated_on_it_and_a_unet_method_on_the_protocols(family):
+    drp = tune_suite("deep_random_projector", family).runs[0].method_cfg
+    default = METHODS["deep_random_projector"].config()
+    assert (drp.net, drp.lr, drp.optimizer) == (default.net, default.lr, default.optimizer)  # DRP's skip net, lr 0.1
+    joint = tune_suite("dip_tv_joint", family).runs[0].method_cfg
+    settings = PROTOCOLS[family].settings
+    assert (joint.lr, joint.net.name) == (settings["method.lr"], settings["method.net"]["name"])
+
+
 def test_the_report_draws_a_sensitivity_figure_per_calibrated_method_and_lists_the_others(tmp_path):
     from reports.sensitivity import write_sensitivity
 
