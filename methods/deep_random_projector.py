@@ -32,8 +32,9 @@ class DRPConfig(DIPConfig):
     # super-resolution uses lr 0.5, TV 0.75, 1 input channel; inpainting lr 0.05, TV 0.01, 2 channels.
     lr: PositiveFloat = 0.1  # Adam lr of the normalisation parameters (and of z, input_lr = null)
     grad_clip: PositiveFloat | None = None  # DRP code: no gradient clipping
-    # λ of eq (20) on the mean anisotropic TV (DRP tv1_loss = Σ|D₁x|+|D₂x| / n)
-    tv_weight: Annotated[NonNegativeFloat, Tunable(0.05, 2.0)] = 0.45
+    # λ of eq (20) on the mean anisotropic TV (DRP tv1_loss = Σ|D₁x|+|D₂x| / n). Range: on its own network the CT
+    # calibration chose 2, the top of the old range 0.05-2 (and MRI its bottom), so it spans 0.01-20
+    tv_weight: Annotated[NonNegativeFloat, Tunable(0.01, 20.0)] = 0.45
     root_fidelity: bool = True  # DRP code: sqrt(MSE) + λ·TV; false: ℓ + λ·TV as written in Survey A eq (20)
     input_norm: bool = True  # f′ starts with a BatchNorm on z (Survey A eq (20); DRP code BNNet), affine trained
     learn_input: bool = True  # z is optimised (eq (20): min over z and θ_BN)
