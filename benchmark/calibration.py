@@ -211,7 +211,10 @@ def write_calibrated_preset(suite: Suite, table: pd.DataFrame, rule: str, root: 
     source = (f"calibrated: suite {suite.name} ({len(table['calibration_image'].unique())} calibration images of "
               f"{family}, {steps} iterations), code {commit}, {datetime.date.today().isoformat()}, rule {rule} "
               f"(best mean {'peak' if rule == 'peak' else 'early-stopped'} PSNR), table {table_label}")
-    comment = (f"Written by `python -m benchmark tune {method} --family {family} --rule {rule}`; rerun it to change.\n"
+    points = len(next(iter(suite.raw["grid"].values())))
+    command = f"python -m benchmark tune {method} --family {family} --rule {rule}" + (
+        f" --points {points}" if points != PROTOCOLS[family].points else "")
+    comment = (f"Written by `{command}`; rerun it to change.\n"
                "Per setting (mean over the calibration images):\n"
                + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     edges = [k for k in names if values[k] in (table[k].min(), table[k].max())]
