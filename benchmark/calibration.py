@@ -18,7 +18,6 @@ preset (``<method>.table.csv``) and the report draws it as sensitivity curves.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import math
 import sys
@@ -142,10 +141,8 @@ def own_network(config_cls) -> bool:
     """Whether a method brings its own network (a default ``net`` other than the house U-Net, e.g.
     the Deep Random Projector's frozen skip network): its calibration keeps that network and its
     optimiser settings instead of the protocol's, as its evaluation runs do."""
-    net = {f.name: f for f in dataclasses.fields(config_cls)}.get("net")
-    if net is None or net.default_factory is dataclasses.MISSING:
-        return False
-    return not isinstance(net.default_factory(), UNetConfig)
+    net = getattr(config_cls(), "net", None)
+    return net is not None and not isinstance(net, UNetConfig)
 
 
 def suite_name(method: str, family: str) -> str:

@@ -9,7 +9,6 @@ nothing here is typed by hand.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,13 +293,12 @@ def judge(runs: pd.DataFrame, paper: pd.DataFrame | None = None, oracle_ids: set
                 oracle_summaries[suite] = summarize(tuned)
     verdicts = []
     for spec in sorted(CLAIMS.values(), key=lambda c: c.number):
-        fn: Callable = spec.target
         evidence = _measured(spec, summaries, analyses)
         outcomes = {e[2] for e in evidence}
         verdict = NOT_MEASURED if not evidence else outcomes.pop() if len(outcomes) == 1 else MIXED
         paper_text = ""
         if paper is not None:
-            result = fn(paper)
+            result = spec.target(paper)
             if result is not None:
                 paper_text = f"{result[1]} → {HOLDS if result[0] else FAILS}"
         missing = spec.missing or ("a suite with the methods it compares (e.g. survey_b_table2_quick)"
