@@ -210,7 +210,8 @@ def write_calibrated_preset(suite: Suite, table: pd.DataFrame, rule: str, root: 
               f"(best mean {'peak' if rule == 'peak' else 'early-stopped'} PSNR), table {table_label}")
     points = len(next(iter(suite.raw["grid"].values())))
     command = f"python -m benchmark tune {method} --family {family} --rule {rule}" + (
-        f" --points {points}" if points != PROTOCOLS[family].points else "")
+        f" --points {points}" if points != PROTOCOLS[family].points else "") + (
+        f" --tunables {' '.join(names)}" if set(names) != set(tunables(METHODS[method].config)) else "")
     comment = (f"Written by `{command}`; rerun it to change.\n"
                "Per setting (mean over the calibration images):\n"
                + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
